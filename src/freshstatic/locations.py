@@ -1,0 +1,135 @@
+"""
+Where static files live: the finders' roots, name checks and confinement.
+
+A static name is resolved exactly as ``runserver`` and WhiteNoise's
+``WHITENOISE_USE_FINDERS`` resolve it: the first match of the configured
+staticfiles finders. Nothing here reads a file.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+from collections.abc import Iterable, Iterator
+from pathlib import PureWindowsPath
+
+from django.apps import apps
+from django.contrib.staticfiles import utils
+from django.contrib.staticfiles.finders import get_finders
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
+from django.core.files.storage import Storage
+
+# collectstatic's defaults, used when the staticfiles app config has none.
+DEFAULT_IGNORE_PATTERNS = ["CVS", ".*", "*~"]
+
+
+def clean_name(name: str) -> str | None:
+    """
+    Return ``name`` normalised to a relative POSIX path, or None when it could
+    reach outside the static locations (``..``, absolute, drive, NUL byte).
+    """
+    if not name or "\x00" in name or "\\" in name or name.startswith("/"):
+        return None
+    if os.name == "nt" and PureWindowsPath(name).drive:  # pragma: no cover (POSIX CI)
+        return None
+    normalised = posixpath.normpath(name)
+    if normalised in (".", "..") or normalised.startswith("../"):
+        return None
+    return normalised
+
+
+def finder_roots() -> list[tuple[str, str]]:
+    """Every (prefix, absolute folder) the configured finders look in."""
+    roots: list[tuple[str, str]] = []
+    for finder in get_finders():
+        # FileSystemFinder: STATICFILES_DIRS as (prefix, root) pairs.
+        for prefix, root in getattr(finder, "locations", None) or ():
+            roots.append((prefix or "", os.path.abspath(root)))
+        # AppDirectoriesFinder (and finders like it): one storage per folder.
+        storages = getattr(finder, "storages", None)
+        if isinstance(storages, dict):
+            for storage in storages.values():
+                location = getattr(storage, "location", None)
+                if location:
+                    prefix = getattr(storage, "prefix", None) or ""
+                    roots.append((prefix, os.path.abspath(location)))
+    return roots
+
+
+def storage_location(storage: Storage) -> str | None:
+    """The local folder a storage keeps its own copies in, if it has one."""
+    try:
+        location = getattr(storage, "location", None)
+    except ImproperlyConfigured:
+        return None
+    return os.path.abspath(location) if isinstance(location, str) and location else None
+
+
+def allowed_roots(storage: Storage) -> tuple[str, ...]:
+    """The folders a file may be read from: the finders' and the storage's."""
+    roots = [root for _prefix, root in finder_roots()]
+    location = storage_location(storage)
+    if location is not None:
+        roots.append(location)
+    return tuple(roots)
+
+
+@functools.lru_cache(maxsize=16)
+def _real_roots(roots: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(os.path.realpath(root) for root in roots)
+
+
+def within(path: str, roots: Iterable[str]) -> bool:
+    """Whether ``path``, symlinks resolved, is inside one of ``roots``."""
+    real = os.path.realpath(path)
+    for root in _real_roots(tuple(roots)):
+        if real.startswith(root.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def first_match(name: str) -> str | None:
+    """The absolute path the finders resolve ``name`` to, or None."""
+    for finder in get_finders():
+        try:
+            result = finder.find(name)
+        except SuspiciousFileOperation:
+            return None
+        if isinstance(result, (list, tuple)):
+            result = result[0] if result else None
+        if result:
+            return str(result)
+    return None
+
+
+def ignore_patterns() -> list[str]:
+    config = apps.get_app_config("staticfiles")
+    return list(getattr(config, "ignore_patterns", None) or DEFAULT_IGNORE_PATTERNS)
+
+
+def all_names(storage: Storage) -> Iterator[str]:
+    """Every static name: the storage's own files, then the finders' files."""
+    patterns = ignore_patterns()
+    seen: set[str] = set()
+    own: Iterable[str] = ()
+    location = storage_location(storage)
+    # A remote storage has no local folder: ask it for its listing.
+    if location is None or os.path.isdir(location):
+        try:
+            own = list(utils.get_files(storage, patterns))
+        except (ImproperlyConfigured, NotImplementedError, OSError):
+            own = ()
+    for path in own:
+        name = path.replace(os.sep, "/")
+        if name not in seen:
+            seen.add(name)
+            yield name
+    for finder in get_finders():
+        for path, finder_storage in finder.list(patterns):
+            prefix = getattr(finder_storage, "prefix", None)
+            name = posixpath.join(prefix, path) if prefix else path
+            name = name.replace(os.sep, "/")
+            if name not in seen:
+                seen.add(name)
+                yield name

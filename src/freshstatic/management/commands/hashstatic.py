@@ -1,0 +1,109 @@
+"""``manage.py hashstatic``: print hashed URLs, warm the cache, rotate it."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.core.files.storage import storages
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from freshstatic import locations
+from freshstatic.cache import invalidate
+from freshstatic.storage import FreshStaticMixin
+
+PROGRESS_BAR_WIDTH = 40
+
+
+class Command(BaseCommand):
+    help = (
+        "Print the hashed URL of each static file named, like findstatic. "
+        "--all hashes every static file into the cache, --rotate invalidates "
+        "every hash, --json prints a name -> URL manifest."
+    )
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("names", nargs="*", metavar="NAME", help="Static names.")
+        parser.add_argument(
+            "--all",
+            action="store_true",
+            help="Hash every static file into the cache (a warm-up).",
+        )
+        parser.add_argument(
+            "--rotate",
+            action="store_true",
+            help="Invalidate every hash, in every process sharing the cache "
+            "(before --all, if both are given).",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print a JSON object mapping each name to its URL (every static "
+            "file when no NAME is given).",
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="Hashing threads (default: one per CPU core).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        storage = storages["staticfiles"]
+        if not isinstance(storage, FreshStaticMixin):
+            raise CommandError(
+                "STORAGES['staticfiles'] is not a freshstatic storage "
+                f"({type(storage).__module__}.{type(storage).__qualname__})."
+            )
+        names: list[str] = options["names"]
+        if options["rotate"]:
+            invalidate()
+            if not options["json"]:
+                self.stdout.write("Rotated the hash generation: every hash is recomputed on next use.")
+        if options["all"] or (options["json"] and not names):
+            names = [*names, *locations.all_names(storage)]
+        elif not names:
+            if options["rotate"]:
+                return
+            raise CommandError("Name at least one static file, or use --all or --rotate.")
+
+        started = time.perf_counter()
+        progress = self._progress(len(names)) if options["all"] else None
+        urls = storage.urls(names, workers=options["workers"], progress=progress)
+        elapsed = time.perf_counter() - started
+        missing = [name for name, url in urls.items() if url is None]
+        for name in missing:
+            self.stderr.write(f"No matching file found for {name!r}.")
+
+        if options["json"]:
+            manifest = {name: url for name, url in urls.items() if url is not None}
+            self.stdout.write(json.dumps(manifest, indent=2, sort_keys=True))
+        elif options["all"]:
+            self.stdout.write(f"Hashed {len(urls) - len(missing)} static files in {elapsed:.2f} s.")
+        else:
+            for name, url in urls.items():
+                if url is not None:
+                    self.stdout.write(f"{name}: {url}")
+        if missing:
+            raise CommandError(f"{len(missing)} of {len(urls)} names could not be found.")
+
+    def _progress(self, total: int) -> Any:
+        """A progress bar on a terminal; plain output stays free of it."""
+        stream = self.stdout
+        if total == 0 or not stream.isatty():
+            return None
+        done = 0
+
+        def advance(count: int) -> None:
+            nonlocal done
+            done += count
+            filled = PROGRESS_BAR_WIDTH * done // total
+            bar = "#" * filled + "-" * (PROGRESS_BAR_WIDTH - filled)
+            stream.write(f"\r[{bar}] {done}/{total}", ending="")
+            if done >= total:
+                stream.write("")
+            stream.flush()
+
+        return advance

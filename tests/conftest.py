@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core.cache import caches
+from django.test import override_settings
+
+from freshstatic import cache as freshcache
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sha(data: bytes, length: int = 12) -> str:
+    return hashlib.sha256(data).hexdigest()[:length]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02, message: str = ""):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns a truthy value, or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+class StaticTree:
+    """Real folders on disk wired in as STATICFILES_DIRS (one plain, one prefixed)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.plain = base / "static"
+        self.prefixed = base / "vendor-src"
+        self.plain.mkdir()
+        self.prefixed.mkdir()
+
+    def path(self, name: str) -> Path:
+        if name.startswith("vendor/"):
+            return self.prefixed / name.removeprefix("vendor/")
+        return self.plain / name
+
+    def write(self, name: str, data: bytes) -> Path:
+        path = self.path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    for alias in ("default",):
+        caches[alias].clear()
+    freshcache.expire_all()
+    yield
+    freshcache.expire_all()
+
+
+@pytest.fixture
+def static_tree(tmp_path: Path) -> Iterator[StaticTree]:
+    tree = StaticTree(tmp_path)
+    with override_settings(
+        STATICFILES_DIRS=[str(tree.plain), ("vendor", str(tree.prefixed))]
+    ):
+        yield tree
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, stoppable mid-test."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (scripts/test installs it)")
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self.ping, message="redis-server to answer PING")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def command(self, *args: str) -> bytes:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        try:
+            return client.execute_command(*args)  # type: ignore[no-any-return]
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_cache(redis_server: RedisServer) -> Iterator[RedisServer]:
+    """Make the default cache alias a real Redis through django-redis."""
+    if redis_server.process is None:
+        redis_server.start()
+    redis_server.command("FLUSHALL")
+    with override_settings(
+        CACHES={
+            "default": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": redis_server.url,
+                "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+            }
+        }
+    ):
+        yield redis_server
+    if redis_server.process is None:
+        redis_server.start()
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env

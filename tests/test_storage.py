@@ -1,0 +1,326 @@
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import django
+import pytest
+from django.contrib.staticfiles.storage import StaticFilesStorage
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.base import ContentFile
+from django.core.files.storage import InMemoryStorage, storages
+from django.template import Context, Template
+from django.test import override_settings
+
+import freshstatic
+from freshstatic.storage import FreshStaticFilesStorage, FreshStaticMixin
+from tests.conftest import StaticTree, sha
+
+APP_CSS = Path(__file__).parent / "testapp" / "static" / "testapp" / "css" / "app.css"
+
+
+def render(source: str) -> str:
+    return Template("{% load static %}" + source).render(Context())
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_static_tag_carries_content_hash_for_every_kind_of_location(
+    static_tree: StaticTree, debug: bool
+) -> None:
+    static_tree.write("css/site.css", b"body { color: red }")
+    static_tree.write("vendor/lib.js", b"console.log(1)")
+    with override_settings(DEBUG=debug):
+        html = render(
+            '{% static "css/site.css" %} {% static "vendor/lib.js" %} '
+            '{% static "testapp/css/app.css" %}'
+        )
+    assert html.split() == [
+        f"/static/css/site.css?v={sha(b'body { color: red }')}",
+        f"/static/vendor/lib.js?v={sha(b'console.log(1)')}",
+        f"/static/testapp/css/app.css?v={sha(APP_CSS.read_bytes())}",
+    ]
+
+
+def test_url_changes_after_edit_and_invalidate(static_tree: StaticTree) -> None:
+    static_tree.write("a.css", b"old")
+    storage = FreshStaticFilesStorage()
+    assert storage.url("a.css") == f"/static/a.css?v={sha(b'old')}"
+    static_tree.write("a.css", b"new")
+    freshstatic.invalidate(["a.css"])
+    assert storage.url("a.css") == f"/static/a.css?v={sha(b'new')}"
+
+
+def test_warm_url_is_memoised_without_touching_the_file(static_tree: StaticTree) -> None:
+    path = static_tree.write("a.css", b"content")
+    storage = FreshStaticFilesStorage()
+    first = storage.url("a.css")
+    path.unlink()  # a cold call would now find nothing
+    assert storage.url("a.css") == first == f"/static/a.css?v={sha(b'content')}"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("icons.svg#logo", "/static/icons.svg?v={h}#logo"),
+        ("icons.svg?x=1#i", "/static/icons.svg?x=1&v={h}#i"),
+        ("icons.svg?x=1", "/static/icons.svg?x=1&v={h}"),
+        ("icons.svg#", "/static/icons.svg?v={h}#"),
+    ],
+)
+def test_query_string_is_kept_and_fragment_goes_last(
+    static_tree: StaticTree, name: str, expected: str
+) -> None:
+    static_tree.write("icons.svg", b"<svg/>")
+    assert FreshStaticFilesStorage().url(name) == expected.format(h=sha(b"<svg/>"))
+
+
+def test_parent_query_string_is_merged() -> None:
+    class Parent(InMemoryStorage):
+        def url(self, name: str | None) -> str:
+            return f"https://cdn.example/{name}?sig=abc"
+
+    class Fresh(FreshStaticMixin, Parent):
+        pass
+
+    storage = Fresh()
+    storage.save("a.js", ContentFile(b"js"))
+    assert storage.url("a.js#x") == f"https://cdn.example/a.js?sig=abc&v={sha(b'js')}#x"
+
+
+def test_storage_own_copy_wins_over_finders(static_tree: StaticTree, tmp_path: Path) -> None:
+    static_tree.write("a.css", b"source")
+    root = tmp_path / "collected"
+    (root).mkdir()
+    (root / "a.css").write_bytes(b"collected")
+    with override_settings(STATIC_ROOT=str(root)):
+        storage = storages["staticfiles"]
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'collected')}"
+        # A file only the finders have still gets its hash.
+        static_tree.write("b.css", b"only-source")
+        assert storage.url("b.css") == f"/static/b.css?v={sha(b'only-source')}"
+
+
+def test_first_finder_match_wins(static_tree: StaticTree, tmp_path: Path) -> None:
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "a.css").write_bytes(b"second")
+    static_tree.write("a.css", b"first")
+    with override_settings(STATICFILES_DIRS=[str(static_tree.plain), str(second)]):
+        assert FreshStaticFilesStorage().url("a.css") == f"/static/a.css?v={sha(b'first')}"
+
+
+def test_remote_storage_hashes_its_own_copy() -> None:
+    class RemoteFresh(FreshStaticMixin, InMemoryStorage):
+        pass
+
+    storage = RemoteFresh(base_url="https://cdn.example/")
+    png = b"\x89PNG"
+    storage.save("img/logo.png", ContentFile(png))
+    assert storage.url("img/logo.png") == f"https://cdn.example/img/logo.png?v={sha(png)}"
+    # Not in the storage: the finders' match is hashed, as documented.
+    assert storage.url("testapp/css/app.css") == (
+        f"https://cdn.example/testapp/css/app.css?v={sha(APP_CSS.read_bytes())}"
+    )
+    assert storage.url("nowhere.css") == "https://cdn.example/nowhere.css"
+
+
+def test_missing_file_gives_plain_url_and_one_log_line(
+    static_tree: StaticTree, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = FreshStaticFilesStorage()
+    with caplog.at_level(logging.WARNING, logger="freshstatic"):
+        assert storage.url("nope.css") == "/static/nope.css"
+        freshstatic.invalidate()
+        assert storage.url("nope.css") == "/static/nope.css"
+    messages = [r.getMessage() for r in caplog.records if "nope.css" in r.getMessage()]
+    assert len(messages) == 1
+    assert "could not be found" in messages[0]
+
+
+def test_missing_file_is_hashed_once_created(static_tree: StaticTree) -> None:
+    storage = FreshStaticFilesStorage()
+    assert storage.url("late.css") == "/static/late.css"
+    static_tree.write("late.css", b"late")
+    freshstatic.invalidate(["late.css"])
+    assert storage.url("late.css") == f"/static/late.css?v={sha(b'late')}"
+
+
+def test_strict_option_raises_django_value_error(static_tree: StaticTree) -> None:
+    storage = FreshStaticFilesStorage(strict=True)
+    with pytest.raises(ValueError, match="could not be found"):
+        storage.url("nope.css")
+
+
+def test_strict_setting_raises_unless_the_storage_says_otherwise(
+    static_tree: StaticTree,
+) -> None:
+    with override_settings(FRESHSTATIC={"STRICT": True}):
+        with pytest.raises(ValueError, match="could not be found"):
+            FreshStaticFilesStorage().url("nope.css")
+        assert FreshStaticFilesStorage(strict=False).url("nope.css") == "/static/nope.css"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../secret.txt",
+        "a/../../secret.txt",
+        "/etc/passwd",
+        "css/\x00.css",
+        "..\\secret.txt",
+        "..",
+    ],
+)
+def test_names_escaping_the_static_roots_are_never_read(
+    static_tree: StaticTree, name: str, opened_paths: list[str]
+) -> None:
+    (static_tree.base / "secret.txt").write_bytes(b"secret")
+    (static_tree.plain / "a").mkdir()
+    opened_paths.clear()
+    url = FreshStaticFilesStorage().url(name)
+    assert "v=" not in url
+    assert not [path for path in opened_paths if "secret" in path or "passwd" in path]
+
+
+def test_symlink_out_of_the_roots_is_never_read(
+    static_tree: StaticTree, opened_paths: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    outside = static_tree.base / "outside.txt"
+    outside.write_bytes(b"private")
+    os.symlink(outside, static_tree.plain / "link.css")
+    opened_paths.clear()
+    with caplog.at_level(logging.WARNING, logger="freshstatic"):
+        assert FreshStaticFilesStorage().url("link.css") == "/static/link.css"
+    assert str(outside) not in opened_paths
+    assert "outside the static locations" in caplog.text
+
+
+def test_symlink_between_static_roots_is_followed(static_tree: StaticTree) -> None:
+    target = static_tree.write("vendor/real.css", b"real")
+    os.symlink(target, static_tree.plain / "alias.css")
+    assert FreshStaticFilesStorage().url("alias.css") == f"/static/alias.css?v={sha(b'real')}"
+
+
+def test_unreadable_file_gives_plain_url_and_warning(
+    static_tree: StaticTree, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = static_tree.write("locked.css", b"x")
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root ignores permissions: make it a directory
+        path.chmod(0o644)
+        path.unlink()
+        (path / "inner").mkdir(parents=True)
+        os.symlink(path, static_tree.plain / "dir.css")
+        target = "dir.css"
+    else:  # pragma: no cover (CI runs as root)
+        target = "locked.css"
+    with caplog.at_level(logging.WARNING, logger="freshstatic"):
+        assert FreshStaticFilesStorage().url(target) == f"/static/{target}"
+    assert target in caplog.text
+
+
+def test_cache_failure_degrades_to_computing_the_hash(
+    static_tree: StaticTree, caplog: pytest.LogCaptureFixture
+) -> None:
+    static_tree.write("a.css", b"a")
+    storage = FreshStaticFilesStorage(cache_alias="no-such-alias")
+    with caplog.at_level(logging.WARNING, logger="freshstatic"):
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'a')}"
+    assert "'no-such-alias' is unavailable" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"hash_algorithm": "md5"}, "/static/a.css?v={md5}"),
+        ({"hash_length": 8}, "/static/a.css?v={sha8}"),
+        ({"query_param": "h"}, "/static/a.css?h={sha12}"),
+    ],
+)
+def test_storage_options(static_tree: StaticTree, options: dict[str, object], expected: str) -> None:
+    import hashlib
+
+    static_tree.write("a.css", b"a")
+    values = {
+        "md5": hashlib.md5(b"a").hexdigest()[:12],
+        "sha8": sha(b"a", 8),
+        "sha12": sha(b"a"),
+    }
+    with override_settings(
+        STORAGES={
+            "staticfiles": {
+                "BACKEND": "freshstatic.storage.FreshStaticFilesStorage",
+                "OPTIONS": options,
+            }
+        }
+    ):
+        assert render('{% static "a.css" %}') == expected.format(**values)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"hash_algorithm": "nope"}, "hash_algorithm 'nope'"),
+        ({"hash_algorithm": "shake_128"}, "hash_algorithm 'shake_128'"),
+        ({"hash_length": 2}, "hash_length must be an integer from 6 to 64"),
+        ({"hash_length": 65}, "hash_length must be"),
+        ({"key_prefix": "has space"}, "key_prefix must be"),
+        ({"query_param": "a=b"}, "query_param must be"),
+    ],
+)
+def test_bad_options_raise_improperly_configured(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message):
+        FreshStaticFilesStorage(**options)
+
+
+@pytest.mark.skipif(django.VERSION >= (5, 1), reason="STATICFILES_STORAGE was removed in 5.1")
+def test_legacy_staticfiles_storage_setting(static_tree: StaticTree) -> None:  # pragma: no cover
+    static_tree.write("a.css", b"legacy")
+    with override_settings(
+        STATICFILES_STORAGE="freshstatic.storage.FreshStaticFilesStorage",
+        STORAGES={"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}},
+    ):
+        assert render('{% static "a.css" %}') == f"/static/a.css?v={sha(b'legacy')}"
+
+
+def test_non_string_name_goes_to_the_parent() -> None:
+    assert FreshStaticFilesStorage().url(None) == StaticFilesStorage().url(None)  # type: ignore[arg-type]
+
+
+def test_app_missing_is_logged_once(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import freshstatic.storage as module
+
+    monkeypatch.setattr(module, "_app_missing_warned", False)
+    with override_settings(INSTALLED_APPS=["django.contrib.staticfiles"]), caplog.at_level(
+        logging.WARNING, logger="freshstatic"
+    ):
+        FreshStaticFilesStorage()
+        FreshStaticFilesStorage()
+    assert caplog.text.count("not in INSTALLED_APPS") == 1
+
+
+@pytest.fixture
+def opened_paths() -> Iterator[list[str]]:
+    """Every path this process opens during the test (a real audit hook)."""
+    opened: list[str] = []
+    _AUDIT_SINKS.append(opened)
+    yield opened
+    _AUDIT_SINKS.remove(opened)
+
+
+_AUDIT_SINKS: list[list[str]] = []
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if event == "open" and _AUDIT_SINKS and isinstance(args[0], (str, bytes)):
+        path = os.fsdecode(args[0])
+        for sink in _AUDIT_SINKS:
+            sink.append(path)
+
+
+sys.addaudithook(_audit)
