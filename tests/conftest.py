@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.cache import caches
@@ -87,6 +88,7 @@ class RedisServer:
         self.port = free_port()
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
+        self._client: Any = None
 
     @property
     def url(self) -> str:
@@ -118,16 +120,18 @@ class RedisServer:
         except OSError:
             return False
 
-    def command(self, *args: str) -> bytes:
+    def command(self, *args: str) -> Any:
+        """Run a command on one long-lived connection (so it adds no others)."""
         import redis
 
-        client = redis.Redis(host="127.0.0.1", port=self.port)
-        try:
-            return client.execute_command(*args)  # type: ignore[no-any-return]
-        finally:
-            client.close()
+        if self._client is None:
+            self._client = redis.Redis(host="127.0.0.1", port=self.port)
+        return self._client.execute_command(*args)
 
     def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self.process is not None:
             self.process.terminate()
             self.process.wait(timeout=20)

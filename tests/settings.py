@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -42,3 +43,13 @@ TEMPLATES = [
 ROOT_URLCONF = "tests.urls"
 
 LOGGING_CONFIG = None
+
+# Subprocesses started by the tests (management commands, servers) are
+# pointed at the test's Redis and static folder through the environment.
+if os.environ.get("FRESHSTATIC_TEST_REDIS"):
+    CACHES["default"] = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": os.environ["FRESHSTATIC_TEST_REDIS"],
+    }
+if os.environ.get("FRESHSTATIC_TEST_STATIC_DIR"):
+    STATICFILES_DIRS = [os.environ["FRESHSTATIC_TEST_STATIC_DIR"]]

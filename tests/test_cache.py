@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+import logging
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+import warnings
+
+import pytest
+from django.core.cache import CacheKeyWarning, caches
+from django.test import override_settings
+
+import freshstatic
+from freshstatic import cache as freshcache
+from freshstatic.signals import static_changed
+from freshstatic.storage import FreshStaticFilesStorage
+from tests.conftest import ROOT, RedisServer, StaticTree, sha, subprocess_env, wait_for
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a.css", "with space.css", "ünïcode/файл.css", "x" * 10_000, "ctrl\x07\n.css", "\udcff.css"],
+)
+def test_keys_are_memcached_safe_for_any_name(name: str) -> None:
+    hash_cache = freshcache.HashCache("default", "freshstatic")
+    state = hash_cache.refresh()
+    key = hash_cache.key(state, f"sha256:{name}")
+    assert re.fullmatch(r"freshstatic:[0-9a-f]{16}:[0-9a-f]{32}", key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheKeyWarning)
+        caches["default"].set(key, "x")  # LocMem validates keys as memcached would
+
+
+def test_rotation_starts_a_new_generation_for_every_storage(static_tree: StaticTree) -> None:
+    first, second = FreshStaticFilesStorage(), FreshStaticFilesStorage()
+    generation = first.hash_cache.refresh().generation
+    assert second.hash_cache.refresh().generation == generation
+    freshstatic.invalidate()
+    new_generation = first.hash_cache.refresh().generation
+    assert new_generation != generation
+    assert second.hash_cache.refresh().generation == new_generation
+
+
+def test_invalidate_sends_static_changed_with_names() -> None:
+    received: list[object] = []
+
+    def receiver(sender: object, names: object, **kwargs: object) -> None:
+        received.append(names)
+
+    static_changed.connect(receiver)
+    try:
+        freshstatic.invalidate(["a.css", "b.js"])
+        freshstatic.invalidate()
+    finally:
+        static_changed.disconnect(receiver)
+    assert received == [("a.css", "b.js"), None]
+
+
+def test_hashes_are_stored_in_the_cache_under_the_generation(static_tree: StaticTree) -> None:
+    static_tree.write("a.css", b"cached")
+    storage = FreshStaticFilesStorage()
+    storage.url("a.css")
+    state = storage.hash_cache.state
+    stored = caches["default"].get(storage.hash_cache.key(state, "sha256:a.css"))
+    assert stored == __import__("hashlib").sha256(b"cached").hexdigest()
+    # A second storage (same cache, empty memo) takes the cached hash without
+    # reading the file: the file changed, nothing was invalidated.
+    static_tree.write("a.css", b"changed, not invalidated")
+    assert FreshStaticFilesStorage().url("a.css") == f"/static/a.css?v={sha(b'cached')}"
+
+
+def test_settings_that_move_files_invalidate(static_tree: StaticTree, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    static_tree.write("a.css", b"one")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.css").write_bytes(b"two")
+    storage = FreshStaticFilesStorage()
+    assert storage.url("a.css") == f"/static/a.css?v={sha(b'one')}"
+    with override_settings(STATICFILES_DIRS=[str(other)]):
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'two')}"
+
+
+ROUNDS = 200
+EDITS_PER_ROUND = 3
+READERS = 4
+FILE_BYTES = 1024 * 1024
+
+
+def test_no_stale_hash_survives_concurrent_invalidation(static_tree: StaticTree) -> None:
+    """
+    Readers call url() in threads while a writer rewrites files and
+    invalidates after each write, as the watcher does. Once the writes of a
+    round stop, every URL must carry the hash of the final bytes: a reader that
+    hashed old bytes before the last invalidation must not have stored them.
+    """
+    rng = random.Random(20261121)
+    names = [f"race/{index}.bin" for index in range(2)]
+    final = {name: rng.randbytes(FILE_BYTES) for name in names}
+    for name, data in final.items():
+        static_tree.write(name, data)
+    storage = FreshStaticFilesStorage()
+    edits = 0
+    stale: list[str] = []
+    for _round in range(ROUNDS):
+        stop = threading.Event()
+
+        def read(stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                for name in names:
+                    storage.url(name)
+                time.sleep(0)  # yield the GIL to the writer; not a wait
+
+        readers = [threading.Thread(target=read) for _ in range(READERS)]
+        for reader in readers:
+            reader.start()
+        for _edit in range(EDITS_PER_ROUND):
+            name = rng.choice(names)
+            final[name] = rng.randbytes(FILE_BYTES)
+            static_tree.write(name, final[name])
+            freshcache.invalidate((name,))
+            edits += 1
+        stop.set()
+        for reader in readers:
+            reader.join(timeout=60)
+            assert not reader.is_alive()
+        stale += [
+            name for name in names if storage.url(name) != f"/static/{name}?v={sha(final[name])}"
+        ]
+    assert edits == ROUNDS * EDITS_PER_ROUND
+    assert stale == []
+
+
+# -- a real, shared Redis -----------------------------------------------------
+
+
+@pytest.mark.redis
+def test_redis_generation_is_shared_between_processes(
+    static_tree: StaticTree, redis_cache: RedisServer
+) -> None:
+    static_tree.write("a.css", b"v1")
+    with override_settings(FRESHSTATIC={"GENERATION_TTL": 0.05}):
+        process_a, process_b = FreshStaticFilesStorage(), FreshStaticFilesStorage()
+        assert process_a.url("a.css") == f"/static/a.css?v={sha(b'v1')}"
+        static_tree.write("a.css", b"v2")
+        # B finds A's hash in Redis rather than hashing the file itself.
+        assert process_b.url("a.css") == f"/static/a.css?v={sha(b'v1')}"
+        # A rotates the shared generation only (as another process would);
+        # B sees it on its own within GENERATION_TTL.
+        assert process_a.hash_cache.rotate()
+        wait_for(
+            lambda: process_b.url("a.css") == f"/static/a.css?v={sha(b'v2')}",
+            message="process B to see the new generation",
+        )
+
+
+@pytest.mark.redis
+@pytest.mark.subprocess
+def test_hashstatic_rotate_in_another_process_reaches_this_one(
+    static_tree: StaticTree, redis_cache: RedisServer
+) -> None:
+    static_tree.write("a.css", b"before")
+    with override_settings(FRESHSTATIC={"GENERATION_TTL": 0.05}):
+        storage = FreshStaticFilesStorage()
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'before')}"
+        static_tree.write("a.css", b"after")
+        result = subprocess.run(
+            [sys.executable, "-m", "django", "hashstatic", "--rotate", "a.css"],
+            env=subprocess_env(
+                DJANGO_SETTINGS_MODULE="tests.settings",
+                FRESHSTATIC_TEST_REDIS=redis_cache.url,
+                FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
+            ),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"a.css: /static/a.css?v={sha(b'after')}" in result.stdout
+        wait_for(
+            lambda: storage.url("a.css") == f"/static/a.css?v={sha(b'after')}",
+            message="the rotation to reach this process",
+        )
+
+
+@pytest.mark.redis
+def test_warm_url_makes_no_redis_round_trip(
+    static_tree: StaticTree, redis_cache: RedisServer
+) -> None:
+    static_tree.write("a.css", b"warm")
+    with override_settings(FRESHSTATIC={"GENERATION_TTL": 3600}):
+        storage = FreshStaticFilesStorage()
+        url = storage.url("a.css")
+
+        def commands() -> int:
+            return int(redis_cache.command("INFO", "stats")["total_commands_processed"])  # type: ignore[index]
+
+        before = commands()
+        assert all(storage.url("a.css") == url for _ in range(1000))
+        # Only the INFO calls themselves were processed.
+        assert commands() - before <= 1
+
+
+@pytest.mark.redis
+def test_redis_outage_degrades_and_recovers(
+    static_tree: StaticTree, redis_cache: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    static_tree.write("a.css", b"up")
+    with override_settings(FRESHSTATIC={"GENERATION_TTL": 0.05}), caplog.at_level(
+        logging.WARNING, logger="freshstatic"
+    ):
+        storage = FreshStaticFilesStorage()
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'up')}"
+        redis_cache.stop()
+        static_tree.write("a.css", b"down")
+        freshcache.expire_all()  # this process's own watcher would do this
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'down')}"
+        assert "'default' is unavailable" in caplog.text
+        # Still answering, and still fresh, while Redis is down.
+        static_tree.write("a.css", b"still down")
+        freshcache.expire_all()
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'still down')}"
+        redis_cache.start()
+        wait_for(lambda: storage.url("a.css") and "'default' answers again." in caplog.text)
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'still down')}"
+        state = storage.hash_cache.state
+        assert state.generation is not None
+        assert caches["default"].get(storage.hash_cache.key(state, "sha256:a.css"))
