@@ -168,6 +168,10 @@ def redis_cache(redis_server: RedisServer) -> Iterator[RedisServer]:
 
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # each process says which it uses
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
+
+
+APP_CSS_BYTES = (ROOT / "tests/testapp/static/testapp/css/app.css").read_bytes()

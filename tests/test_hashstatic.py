@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.cache import caches
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from freshstatic.storage import FreshStaticFilesStorage
+from tests.conftest import APP_CSS_BYTES, StaticTree, sha
+
+
+def run(*args: str, tty: bool = False) -> tuple[str, str]:
+    out, err = TtyIO() if tty else StringIO(), StringIO()
+    call_command("hashstatic", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+class TtyIO(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_names_print_hashed_urls(static_tree: StaticTree) -> None:
+    static_tree.write("a.css", b"a")
+    static_tree.write("vendor/b.js", b"b")
+    out, err = run("a.css", "vendor/b.js")
+    assert out.splitlines() == [
+        f"a.css: /static/a.css?v={sha(b'a')}",
+        f"vendor/b.js: /static/vendor/b.js?v={sha(b'b')}",
+    ]
+    assert err == ""
+
+
+def test_unknown_name_is_a_clear_error(static_tree: StaticTree) -> None:
+    static_tree.write("a.css", b"a")
+    err = StringIO()
+    with pytest.raises(CommandError, match="1 of 2 names could not be found"):
+        call_command("hashstatic", "a.css", "nope.css", stdout=StringIO(), stderr=err)
+    assert "No matching file found for 'nope.css'." in err.getvalue()
+
+
+@pytest.mark.parametrize("name", ["../settings.py", "/etc/passwd"])
+def test_escaping_name_is_not_found(static_tree: StaticTree, name: str) -> None:
+    with pytest.raises(CommandError, match="could not be found"):
+        run(name)
+
+
+def test_no_arguments_is_an_error() -> None:
+    with pytest.raises(CommandError, match="Name at least one static file"):
+        run()
+
+
+def test_all_warms_the_shared_cache(static_tree: StaticTree) -> None:
+    for index in range(30):
+        static_tree.write(f"many/{index}.css", f"{index}".encode())
+    out, _ = run("--all")
+    assert "\r" not in out and "[" not in out  # no progress bar when not a terminal
+    assert out.startswith("Hashed 31 static files in ")  # 30 + the test app's
+    # Every hash is now in the cache: a fresh storage does not read the files.
+    for index in range(30):
+        static_tree.write(f"many/{index}.css", b"changed without invalidation")
+    storage = FreshStaticFilesStorage()
+    assert storage.url("many/7.css") == f"/static/many/7.css?v={sha(b'7')}"
+
+
+def test_all_shows_a_progress_bar_on_a_terminal(static_tree: StaticTree) -> None:
+    static_tree.write("a.css", b"a")
+    out, _ = run("--all", tty=True)
+    assert "\r[" in out
+    assert "] 2/2" in out
+
+
+def test_json_manifest_of_everything(static_tree: StaticTree) -> None:
+    static_tree.write("a.css", b"a")
+    static_tree.write("vendor/b.js", b"b")
+    out, _ = run("--json")
+    assert json.loads(out) == {
+        "a.css": f"/static/a.css?v={sha(b'a')}",
+        "vendor/b.js": f"/static/vendor/b.js?v={sha(b'b')}",
+        "testapp/css/app.css": f"/static/testapp/css/app.css?v={sha(APP_CSS_BYTES)}",
+    }
+
+
+def test_json_manifest_of_names(static_tree: StaticTree) -> None:
+    static_tree.write("a.css", b"a")
+    out, _ = run("--json", "a.css")
+    assert json.loads(out) == {"a.css": f"/static/a.css?v={sha(b'a')}"}
+
+
+def test_rotate_invalidates_every_hash(static_tree: StaticTree) -> None:
+    static_tree.write("a.css", b"old")
+    storage = FreshStaticFilesStorage()
+    assert storage.url("a.css") == f"/static/a.css?v={sha(b'old')}"
+    generation = caches["default"].get("freshstatic:generation")
+    static_tree.write("a.css", b"new")
+    out, _ = run("--rotate")
+    assert "Rotated" in out
+    assert caches["default"].get("freshstatic:generation") != generation
+    assert storage.url("a.css") == f"/static/a.css?v={sha(b'new')}"
+
+
+def test_rotate_then_all(static_tree: StaticTree) -> None:
+    static_tree.write("a.css", b"a")
+    out, _ = run("--rotate", "--all")
+    assert out.splitlines()[0].startswith("Rotated")
+    assert out.splitlines()[1].startswith("Hashed 2 static files")
+
+
+def test_refuses_a_storage_that_is_not_freshstatic() -> None:
+    with override_settings(
+        STORAGES={
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+        }
+    ), pytest.raises(CommandError, match="not a freshstatic storage"):
+        run("a.css")
