@@ -14,8 +14,13 @@ TEST_DEPS = ["pytest>=8", "pytest-django>=4.8", "coverage[toml]>=7.4", "gunicorn
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install(
-        "-e", ".[redis]", "Django>=5.2,<6.0", "ruff>=0.6", "mypy>=1.11",
-        "django-stubs>=5.2", "pytest>=8",
+        "-e",
+        ".[redis]",
+        "Django>=5.2,<6.0",
+        "ruff>=0.6",
+        "mypy>=1.11",
+        "django-stubs>=5.2",
+        "pytest>=8",
     )
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -28,7 +33,12 @@ def tests(session: nox.Session, django: str) -> None:
     session.install("-e", ".[redis]", DJANGO_VERSIONS[django], *TEST_DEPS)
     session.run("python", "-c", "import django; print('Django', django.get_version())")
     session.run(
-        "coverage", "run", "-m", "pytest", "-W", "error::DeprecationWarning",
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        "-W",
+        "error::DeprecationWarning",
         *session.posargs,
     )
 

@@ -29,7 +29,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02, message: str = ""):  # type: ignore[no-untyped-def]
+def wait_for(
+    predicate, timeout: float = 20.0, interval: float = 0.02, message: str = ""
+):  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until it returns a truthy value, or fail after timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -37,7 +39,9 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02, message: 
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
+            pytest.fail(
+                f"timed out after {timeout}s waiting for {message or predicate}"
+            )
         time.sleep(interval)
 
 
@@ -101,11 +105,16 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.workdir),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -169,7 +178,9 @@ def redis_cache(redis_server: RedisServer) -> Iterator[RedisServer]:
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)  # each process says which it uses
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), env.get("PYTHONPATH")])
+    )
     env.update(extra)
     return env
 

@@ -22,7 +22,14 @@ from tests.conftest import ROOT, RedisServer, StaticTree, sha, subprocess_env, w
 
 @pytest.mark.parametrize(
     "name",
-    ["a.css", "with space.css", "ünïcode/файл.css", "x" * 10_000, "ctrl\x07\n.css", "\udcff.css"],
+    [
+        "a.css",
+        "with space.css",
+        "ünïcode/файл.css",
+        "x" * 10_000,
+        "ctrl\x07\n.css",
+        "\udcff.css",
+    ],
 )
 def test_keys_are_memcached_safe_for_any_name(name: str) -> None:
     hash_cache = freshcache.HashCache("default", "freshstatic")
@@ -34,7 +41,9 @@ def test_keys_are_memcached_safe_for_any_name(name: str) -> None:
         caches["default"].set(key, "x")  # LocMem validates keys as memcached would
 
 
-def test_rotation_starts_a_new_generation_for_every_storage(static_tree: StaticTree) -> None:
+def test_rotation_starts_a_new_generation_for_every_storage(
+    static_tree: StaticTree,
+) -> None:
     first, second = FreshStaticFilesStorage(), FreshStaticFilesStorage()
     generation = first.hash_cache.refresh().generation
     assert second.hash_cache.refresh().generation == generation
@@ -59,7 +68,9 @@ def test_invalidate_sends_static_changed_with_names() -> None:
     assert received == [("a.css", "b.js"), None]
 
 
-def test_hashes_are_stored_in_the_cache_under_the_generation(static_tree: StaticTree) -> None:
+def test_hashes_are_stored_in_the_cache_under_the_generation(
+    static_tree: StaticTree,
+) -> None:
     static_tree.write("a.css", b"cached")
     storage = FreshStaticFilesStorage()
     storage.url("a.css")
@@ -89,7 +100,9 @@ READERS = 4
 FILE_BYTES = 1024 * 1024
 
 
-def test_no_stale_hash_survives_concurrent_invalidation(static_tree: StaticTree) -> None:
+def test_no_stale_hash_survives_concurrent_invalidation(
+    static_tree: StaticTree,
+) -> None:
     """
     Readers call url() in threads while a writer rewrites files and
     invalidates after each write, as the watcher does. Once the writes of a
@@ -127,7 +140,9 @@ def test_no_stale_hash_survives_concurrent_invalidation(static_tree: StaticTree)
             reader.join(timeout=60)
             assert not reader.is_alive()
         stale += [
-            name for name in names if storage.url(name) != f"/static/{name}?v={sha(final[name])}"
+            name
+            for name in names
+            if storage.url(name) != f"/static/{name}?v={sha(final[name])}"
         ]
     assert edits == ROUNDS * EDITS_PER_ROUND
     assert stale == []
@@ -206,12 +221,51 @@ def test_warm_url_makes_no_redis_round_trip(
 
 
 @pytest.mark.redis
+def test_unchanged_shared_generation_keeps_the_memo(
+    static_tree: StaticTree, redis_cache: RedisServer
+) -> None:
+    static_tree.write("a.css", b"a")
+    with override_settings(FRESHSTATIC={"GENERATION_TTL": 0}):
+        storage = FreshStaticFilesStorage()
+        storage.url("a.css")
+        state = storage.hash_cache.state
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'a')}"
+        # The generation was re-read (TTL 0) and found unchanged: same memo.
+        assert storage.hash_cache.state is state
+        assert "a.css" in state.memo
+
+
+@pytest.mark.redis
+def test_redis_failing_between_generation_reads(
+    static_tree: StaticTree, redis_cache: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis dies while this process still trusts the generation it read."""
+    static_tree.write("a.css", b"a")
+    static_tree.write("b.css", b"b")
+    with (
+        override_settings(FRESHSTATIC={"GENERATION_TTL": 3600}),
+        caplog.at_level(logging.WARNING, logger="freshstatic"),
+    ):
+        storage = FreshStaticFilesStorage()
+        storage.url("a.css")
+        redis_cache.stop()
+        assert storage.url("b.css") == f"/static/b.css?v={sha(b'b')}"
+        assert storage.urls(["a.css", "c.css"]) == {
+            "a.css": f"/static/a.css?v={sha(b'a')}",
+            "c.css": None,
+        }
+        assert not storage.hash_cache.rotate()
+    assert caplog.text.count("'default' is unavailable") == 1
+
+
+@pytest.mark.redis
 def test_redis_outage_degrades_and_recovers(
     static_tree: StaticTree, redis_cache: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     static_tree.write("a.css", b"up")
-    with override_settings(FRESHSTATIC={"GENERATION_TTL": 0.05}), caplog.at_level(
-        logging.WARNING, logger="freshstatic"
+    with (
+        override_settings(FRESHSTATIC={"GENERATION_TTL": 0.05}),
+        caplog.at_level(logging.WARNING, logger="freshstatic"),
     ):
         storage = FreshStaticFilesStorage()
         assert storage.url("a.css") == f"/static/a.css?v={sha(b'up')}"
@@ -225,7 +279,9 @@ def test_redis_outage_degrades_and_recovers(
         freshcache.expire_all()
         assert storage.url("a.css") == f"/static/a.css?v={sha(b'still down')}"
         redis_cache.start()
-        wait_for(lambda: storage.url("a.css") and "'default' answers again." in caplog.text)
+        wait_for(
+            lambda: storage.url("a.css") and "'default' answers again." in caplog.text
+        )
         assert storage.url("a.css") == f"/static/a.css?v={sha(b'still down')}"
         state = storage.hash_cache.state
         assert state.generation is not None

@@ -35,22 +35,43 @@ def test_default_configuration_is_clean() -> None:
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
-        ({"INSTALLED_APPS": ["django.contrib.staticfiles", "tests.testapp"]}, ["freshstatic.E001"]),
+        (
+            {"INSTALLED_APPS": ["django.contrib.staticfiles", "tests.testapp"]},
+            ["freshstatic.E001"],
+        ),
         ({"STORAGES": staticfiles(cache_alias="nope")}, ["freshstatic.E002"]),
         ({"STORAGES": staticfiles(hash_algorithm="sha999")}, ["freshstatic.E003"]),
         ({"STORAGES": staticfiles(hash_length=3)}, ["freshstatic.E004"]),
-        ({"STORAGES": staticfiles(hash_algorithm="sha1", hash_length=41)}, ["freshstatic.E004"]),
+        (
+            {"STORAGES": staticfiles(hash_algorithm="sha1", hash_length=41)},
+            ["freshstatic.E004"],
+        ),
         ({"STORAGES": staticfiles(key_prefix="a b")}, ["freshstatic.E005"]),
+        ({"STORAGES": staticfiles(query_param="v=1")}, ["freshstatic.E005"]),
         ({"FRESHSTATIC": {"NOPE": 1}}, ["freshstatic.E006"]),
-        ({"FRESHSTATIC": {"WATCH": "sometimes", "DEBOUNCE": -1}}, ["freshstatic.E006"] * 2),
+        (
+            {"FRESHSTATIC": {"WATCH": "sometimes", "DEBOUNCE": -1}},
+            ["freshstatic.E006"] * 2,
+        ),
         ({"FRESHSTATIC": {"POLL": 0, "GENERATION_TTL": "1"}}, ["freshstatic.E006"] * 2),
         ({"FRESHSTATIC": ["WATCH"]}, ["freshstatic.E006"]),
         (
-            {"CACHES": {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}},
+            {
+                "CACHES": {
+                    "default": {
+                        "BACKEND": "django.core.cache.backends.dummy.DummyCache"
+                    }
+                }
+            },
             ["freshstatic.W001"],
         ),
+        ({"CACHES": {"default": {"BACKEND": "no.such.Cache"}}}, []),
         (
-            {"STORAGES": staticfiles("django.contrib.staticfiles.storage.StaticFilesStorage")},
+            {
+                "STORAGES": staticfiles(
+                    "django.contrib.staticfiles.storage.StaticFilesStorage"
+                )
+            },
             ["freshstatic.W002"],
         ),
     ],
@@ -64,8 +85,15 @@ def test_each_misconfiguration_gets_exactly_its_ids(
 def test_valid_non_default_settings_pass() -> None:
     assert (
         ids(
-            STORAGES=staticfiles(hash_algorithm="blake2b", hash_length=20, key_prefix="site1"),
-            FRESHSTATIC={"WATCH": False, "DEBOUNCE": 0.1, "POLL": 2, "GENERATION_TTL": 0},
+            STORAGES=staticfiles(
+                hash_algorithm="blake2b", hash_length=20, key_prefix="site1"
+            ),
+            FRESHSTATIC={
+                "WATCH": False,
+                "DEBOUNCE": 0.1,
+                "POLL": 2,
+                "GENERATION_TTL": 0,
+            },
         )
         == []
     )
@@ -76,9 +104,11 @@ def test_unknown_storage_backend_is_left_to_django() -> None:
 
 
 def test_checks_run_through_manage_py_check() -> None:
-    with override_settings(STORAGES=staticfiles(hash_algorithm="sha999")):
-        with pytest.raises(SystemCheckError, match="freshstatic.E003"):
-            call_command("check", stdout=StringIO(), stderr=StringIO())
+    with (
+        override_settings(STORAGES=staticfiles(hash_algorithm="sha999")),
+        pytest.raises(SystemCheckError, match=r"freshstatic\.E003"),
+    ):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
     out = StringIO()
     call_command("check", stdout=out)
     assert "no issues" in out.getvalue()

@@ -25,11 +25,15 @@ def test_stream_hash_matches_hashlib(size: int) -> None:
     stream = RecordingStream(data)
     assert hash_stream(stream) == hashlib.sha256(data).hexdigest()
     # Streamed in bounded chunks: memory does not grow with the file.
-    assert stream.sizes and all(0 < size <= CHUNK_BYTES for size in stream.sizes)
+    assert stream.sizes
+    assert all(0 < size <= CHUNK_BYTES for size in stream.sizes)
 
 
 @pytest.mark.parametrize("algorithm", ["sha256", "sha1", "md5", "blake2b", "sha3_256"])
 def test_path_hash_with_any_algorithm(tmp_path: Path, algorithm: str) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(b"payload")
-    assert hash_path(str(path), algorithm) == hashlib.new(algorithm, b"payload").hexdigest()
+    assert (
+        hash_path(str(path), algorithm)
+        == hashlib.new(algorithm, b"payload").hexdigest()
+    )

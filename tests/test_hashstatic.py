@@ -57,7 +57,9 @@ def test_all_warms_the_shared_cache(static_tree: StaticTree) -> None:
     for index in range(30):
         static_tree.write(f"many/{index}.css", f"{index}".encode())
     out, _ = run("--all")
-    assert "\r" not in out and "[" not in out  # no progress bar when not a terminal
+    # No progress bar when the output is not a terminal.
+    assert "\r" not in out
+    assert "[" not in out
     assert out.startswith("Hashed 31 static files in ")  # 30 + the test app's
     # Every hash is now in the cache: a fresh storage does not read the files.
     for index in range(30):
@@ -70,6 +72,9 @@ def test_all_shows_a_progress_bar_on_a_terminal(static_tree: StaticTree) -> None
     static_tree.write("a.css", b"a")
     out, _ = run("--all", tty=True)
     assert "\r[" in out
+    assert "] 2/2" in out
+    # A second run finds every hash in the cache and still completes the bar.
+    out, _ = run("--all", tty=True)
     assert "] 2/2" in out
 
 
@@ -110,9 +115,14 @@ def test_rotate_then_all(static_tree: StaticTree) -> None:
 
 
 def test_refuses_a_storage_that_is_not_freshstatic() -> None:
-    with override_settings(
-        STORAGES={
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
-        }
-    ), pytest.raises(CommandError, match="not a freshstatic storage"):
+    with (
+        override_settings(
+            STORAGES={
+                "staticfiles": {
+                    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+                }
+            }
+        ),
+        pytest.raises(CommandError, match="not a freshstatic storage"),
+    ):
         run("a.css")

@@ -53,7 +53,9 @@ def test_url_changes_after_edit_and_invalidate(static_tree: StaticTree) -> None:
     assert storage.url("a.css") == f"/static/a.css?v={sha(b'new')}"
 
 
-def test_warm_url_is_memoised_without_touching_the_file(static_tree: StaticTree) -> None:
+def test_warm_url_is_memoised_without_touching_the_file(
+    static_tree: StaticTree,
+) -> None:
     path = static_tree.write("a.css", b"content")
     storage = FreshStaticFilesStorage()
     first = storage.url("a.css")
@@ -90,7 +92,9 @@ def test_parent_query_string_is_merged() -> None:
     assert storage.url("a.js#x") == f"https://cdn.example/a.js?sig=abc&v={sha(b'js')}#x"
 
 
-def test_storage_own_copy_wins_over_finders(static_tree: StaticTree, tmp_path: Path) -> None:
+def test_storage_own_copy_wins_over_finders(
+    static_tree: StaticTree, tmp_path: Path
+) -> None:
     static_tree.write("a.css", b"source")
     root = tmp_path / "collected"
     (root).mkdir()
@@ -109,7 +113,9 @@ def test_first_finder_match_wins(static_tree: StaticTree, tmp_path: Path) -> Non
     (second / "a.css").write_bytes(b"second")
     static_tree.write("a.css", b"first")
     with override_settings(STATICFILES_DIRS=[str(static_tree.plain), str(second)]):
-        assert FreshStaticFilesStorage().url("a.css") == f"/static/a.css?v={sha(b'first')}"
+        assert (
+            FreshStaticFilesStorage().url("a.css") == f"/static/a.css?v={sha(b'first')}"
+        )
 
 
 def test_remote_storage_hashes_its_own_copy() -> None:
@@ -119,12 +125,58 @@ def test_remote_storage_hashes_its_own_copy() -> None:
     storage = RemoteFresh(base_url="https://cdn.example/")
     png = b"\x89PNG"
     storage.save("img/logo.png", ContentFile(png))
-    assert storage.url("img/logo.png") == f"https://cdn.example/img/logo.png?v={sha(png)}"
+    assert (
+        storage.url("img/logo.png") == f"https://cdn.example/img/logo.png?v={sha(png)}"
+    )
     # Not in the storage: the finders' match is hashed, as documented.
     assert storage.url("testapp/css/app.css") == (
         f"https://cdn.example/testapp/css/app.css?v={sha(APP_CSS.read_bytes())}"
     )
     assert storage.url("nowhere.css") == "https://cdn.example/nowhere.css"
+
+
+def test_storage_without_local_paths_reads_through_open() -> None:
+    class S3Like(FreshStaticMixin, InMemoryStorage):
+        uploaded = False
+
+        def path(self, name: str) -> str:
+            # Like S3: no local paths (InMemoryStorage needs them to save).
+            if self.uploaded:
+                raise NotImplementedError(
+                    "This backend doesn't support absolute paths."
+                )
+            return super().path(name)
+
+    storage = S3Like(base_url="https://bucket.example/")
+    storage.save("app.js", ContentFile(b"remote"))
+    storage.uploaded = True
+    assert storage.url("app.js") == f"https://bucket.example/app.js?v={sha(b'remote')}"
+
+
+def test_folder_in_static_root_falls_back_to_the_finders(
+    static_tree: StaticTree, tmp_path: Path
+) -> None:
+    static_tree.write("odd.css", b"file")
+    (tmp_path / "collected" / "odd.css").mkdir(parents=True)
+    with override_settings(STATIC_ROOT=str(tmp_path / "collected")):
+        assert (
+            storages["staticfiles"].url("odd.css")
+            == f"/static/odd.css?v={sha(b'file')}"
+        )
+
+
+def test_memo_is_bounded(
+    static_tree: StaticTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import freshstatic.storage as module
+
+    monkeypatch.setattr(module, "MEMO_MAX_ENTRIES", 1)
+    static_tree.write("a.css", b"a")
+    static_tree.write("b.css", b"b")
+    storage = FreshStaticFilesStorage()
+    assert storage.url("a.css") == f"/static/a.css?v={sha(b'a')}"
+    assert storage.url("b.css") == f"/static/b.css?v={sha(b'b')}"
+    assert list(storage.hash_cache.state.memo) == ["a.css"]
 
 
 def test_missing_file_gives_plain_url_and_one_log_line(
@@ -160,7 +212,9 @@ def test_strict_setting_raises_unless_the_storage_says_otherwise(
     with override_settings(FRESHSTATIC={"STRICT": True}):
         with pytest.raises(ValueError, match="could not be found"):
             FreshStaticFilesStorage().url("nope.css")
-        assert FreshStaticFilesStorage(strict=False).url("nope.css") == "/static/nope.css"
+        assert (
+            FreshStaticFilesStorage(strict=False).url("nope.css") == "/static/nope.css"
+        )
 
 
 @pytest.mark.parametrize(
@@ -201,7 +255,10 @@ def test_symlink_out_of_the_roots_is_never_read(
 def test_symlink_between_static_roots_is_followed(static_tree: StaticTree) -> None:
     target = static_tree.write("vendor/real.css", b"real")
     os.symlink(target, static_tree.plain / "alias.css")
-    assert FreshStaticFilesStorage().url("alias.css") == f"/static/alias.css?v={sha(b'real')}"
+    assert (
+        FreshStaticFilesStorage().url("alias.css")
+        == f"/static/alias.css?v={sha(b'real')}"
+    )
 
 
 def test_unreadable_file_gives_plain_url_and_warning(
@@ -240,7 +297,9 @@ def test_cache_failure_degrades_to_computing_the_hash(
         ({"query_param": "h"}, "/static/a.css?h={sha12}"),
     ],
 )
-def test_storage_options(static_tree: StaticTree, options: dict[str, object], expected: str) -> None:
+def test_storage_options(
+    static_tree: StaticTree, options: dict[str, object], expected: str
+) -> None:
     import hashlib
 
     static_tree.write("a.css", b"a")
@@ -278,12 +337,18 @@ def test_bad_options_raise_improperly_configured(
         FreshStaticFilesStorage(**options)
 
 
-@pytest.mark.skipif(django.VERSION >= (5, 1), reason="STATICFILES_STORAGE was removed in 5.1")
-def test_legacy_staticfiles_storage_setting(static_tree: StaticTree) -> None:  # pragma: no cover
+@pytest.mark.skipif(
+    django.VERSION >= (5, 1), reason="STATICFILES_STORAGE was removed in 5.1"
+)
+def test_legacy_staticfiles_storage_setting(
+    static_tree: StaticTree,
+) -> None:  # pragma: no cover
     static_tree.write("a.css", b"legacy")
     with override_settings(
         STATICFILES_STORAGE="freshstatic.storage.FreshStaticFilesStorage",
-        STORAGES={"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}},
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+        },
     ):
         assert render('{% static "a.css" %}') == f"/static/a.css?v={sha(b'legacy')}"
 
@@ -292,12 +357,15 @@ def test_non_string_name_goes_to_the_parent() -> None:
     assert FreshStaticFilesStorage().url(None) == StaticFilesStorage().url(None)  # type: ignore[arg-type]
 
 
-def test_app_missing_is_logged_once(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_app_missing_is_logged_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import freshstatic.storage as module
 
     monkeypatch.setattr(module, "_app_missing_warned", False)
-    with override_settings(INSTALLED_APPS=["django.contrib.staticfiles"]), caplog.at_level(
-        logging.WARNING, logger="freshstatic"
+    with (
+        override_settings(INSTALLED_APPS=["django.contrib.staticfiles"]),
+        caplog.at_level(logging.WARNING, logger="freshstatic"),
     ):
         FreshStaticFilesStorage()
         FreshStaticFilesStorage()

@@ -69,18 +69,12 @@ class HashCache:
         with _instances_lock:
             _instances.add(self)
 
-    def __repr__(self) -> str:
-        return f"<HashCache alias={self.alias!r} prefix={self.prefix!r}>"
-
     def backend(self) -> BaseCache:
         # Django's cache connections are per thread: look it up at each use.
         return caches[self.alias]
 
     def is_shared(self) -> bool:
-        try:
-            return not isinstance(self.backend(), PER_PROCESS_BACKENDS)
-        except Exception:
-            return True
+        return not isinstance(self.backend(), PER_PROCESS_BACKENDS)
 
     # -- the generation -------------------------------------------------------
 
@@ -121,15 +115,10 @@ class HashCache:
 
     def _read_generation(self) -> str | None:
         try:
-            backend = self.backend()
-            generation = backend.get(self.generation_key)
-            if generation is None:
-                candidate = _new_generation()
-                # add() so that processes starting together agree on one.
-                if backend.add(self.generation_key, candidate, timeout=None):
-                    generation = candidate
-                else:
-                    generation = backend.get(self.generation_key)
+            # get_or_set() adds, so processes starting together agree on one.
+            generation = self.backend().get_or_set(
+                self.generation_key, _new_generation, timeout=None
+            )
         except Exception as exc:
             self._failed(exc)
             return None
@@ -166,7 +155,9 @@ class HashCache:
             self._failed(exc)
             return {}
         self._recovered()
-        return {keys[key]: value for key, value in found.items() if isinstance(value, str)}
+        return {
+            keys[key]: value for key, value in found.items() if isinstance(value, str)
+        }
 
     def set_many(self, state: State, digests: dict[str, str]) -> None:
         """
@@ -179,7 +170,9 @@ class HashCache:
         """
         if state.generation is None or state is not self.state or not digests:
             return
-        entries = {self.key(state, name_key): value for name_key, value in digests.items()}
+        entries = {
+            self.key(state, name_key): value for name_key, value in digests.items()
+        }
         try:
             self.backend().set_many(entries, timeout=HASH_TIMEOUT_SECONDS)
         except Exception as exc:

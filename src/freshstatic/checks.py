@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from django.apps import AppConfig, apps
 from django.conf import settings
@@ -15,6 +16,7 @@ from freshstatic.conf import (
     hash_algorithm_error,
     hash_length_error,
     key_prefix_error,
+    query_param_error,
     setting_errors,
 )
 
@@ -24,17 +26,22 @@ STORAGE_SETTING = "STORAGES['staticfiles']"
 def _staticfiles_backend() -> tuple[type | None, dict[str, Any]]:
     from django.core.files.storage import storages
 
-    config = storages.backends.get("staticfiles") or {}
+    config = cast(dict[str, Any], storages.backends.get("staticfiles") or {})
     try:
         backend = import_string(config.get("BACKEND", ""))
     except ImportError:
         # Django reports an unimportable backend itself.
         return None, {}
-    return backend if isinstance(backend, type) else None, dict(config.get("OPTIONS") or {})
+    return backend if isinstance(backend, type) else None, dict(
+        config.get("OPTIONS") or {}
+    )
 
 
 def check_storage(
-    app_configs: list[AppConfig] | None = None, **kwargs: Any
+    *,
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
 ) -> list[CheckMessage]:
     from freshstatic.storage import FreshStaticMixin
 
@@ -101,6 +108,7 @@ def check_storage(
             hash_length_error(options["hash_length"], options["hash_algorithm"]),
         ),
         ("freshstatic.E005", key_prefix_error(options["key_prefix"])),
+        ("freshstatic.E005", query_param_error(options["query_param"])),
     ):
         if error:
             messages.append(
@@ -111,7 +119,11 @@ def check_storage(
                 )
             )
     messages.extend(
-        Error(error, hint="See the FRESHSTATIC settings in the README.", id="freshstatic.E006")
+        Error(
+            error,
+            hint="See the FRESHSTATIC settings in the README.",
+            id="freshstatic.E006",
+        )
         for error in setting_errors()
     )
     return messages

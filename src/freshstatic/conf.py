@@ -95,7 +95,9 @@ def setting_errors() -> list[str]:
     ]
     watch = user.get("WATCH", "auto")
     if watch != "auto" and not isinstance(watch, bool):
-        errors.append(f"FRESHSTATIC['WATCH'] must be 'auto', True or False, not {watch!r}.")
+        errors.append(
+            f"FRESHSTATIC['WATCH'] must be 'auto', True or False, not {watch!r}."
+        )
     for key in ("DEBOUNCE", "GENERATION_TTL"):
         value = user.get(key, DEFAULTS[key])
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -103,9 +105,7 @@ def setting_errors() -> list[str]:
                 f"FRESHSTATIC[{key!r}] must be a number of seconds >= 0, not {value!r}."
             )
     poll = user.get("POLL", False)
-    if not isinstance(poll, bool) and (
-        not isinstance(poll, (int, float)) or poll <= 0
-    ):
+    if not isinstance(poll, bool) and (not isinstance(poll, (int, float)) or poll <= 0):
         errors.append(
             f"FRESHSTATIC['POLL'] must be True, False or seconds > 0, not {poll!r}."
         )
@@ -138,6 +138,12 @@ def hash_length_error(length: object, algorithm: str) -> str | None:
             f"hash_length must be an integer from {MIN_HASH_LENGTH} to {maximum} "
             f"for {algorithm}, not {length!r}."
         )
+    return None
+
+
+def query_param_error(param: object) -> str | None:
+    if not isinstance(param, str) or not param.isidentifier():
+        return f"query_param must be a simple name like 'v', not {param!r}."
     return None
 
 

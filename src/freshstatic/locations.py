@@ -17,7 +17,7 @@ from pathlib import PureWindowsPath
 from django.apps import apps
 from django.contrib.staticfiles import utils
 from django.contrib.staticfiles.finders import get_finders
-from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 
 # collectstatic's defaults, used when the staticfiles app config has none.
@@ -59,10 +59,7 @@ def finder_roots() -> list[tuple[str, str]]:
 
 def storage_location(storage: Storage) -> str | None:
     """The local folder a storage keeps its own copies in, if it has one."""
-    try:
-        location = getattr(storage, "location", None)
-    except ImproperlyConfigured:
-        return None
+    location = getattr(storage, "location", None)
     return os.path.abspath(location) if isinstance(location, str) and location else None
 
 
@@ -92,10 +89,7 @@ def within(path: str, roots: Iterable[str]) -> bool:
 def first_match(name: str) -> str | None:
     """The absolute path the finders resolve ``name`` to, or None."""
     for finder in get_finders():
-        try:
-            result = finder.find(name)
-        except SuspiciousFileOperation:
-            return None
+        result = finder.find(name)
         if isinstance(result, (list, tuple)):
             result = result[0] if result else None
         if result:

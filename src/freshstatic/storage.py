@@ -29,6 +29,7 @@ from freshstatic.conf import (
     hash_algorithm_error,
     hash_length_error,
     key_prefix_error,
+    query_param_error,
 )
 from freshstatic.hashing import hash_stream
 
@@ -78,9 +79,7 @@ class FreshStaticMixin(_Base):
                 hash_algorithm_error(hash_algorithm),
                 hash_length_error(hash_length, hash_algorithm),
                 key_prefix_error(key_prefix),
-                None
-                if isinstance(query_param, str) and query_param.isidentifier()
-                else f"query_param must be a simple name like 'v', not {query_param!r}.",
+                query_param_error(query_param),
             )
             if error
         ]
@@ -146,7 +145,7 @@ class FreshStaticMixin(_Base):
         # hashlib and file reads release the GIL, so threads use every core.
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
             results = pool.map(lambda name: self._compute(str(clean[name])), todo)
-            for name, digest in zip(todo, results):
+            for name, digest in zip(todo, results, strict=True):
                 digests[name] = digest
                 if digest is not None:
                     computed[name_keys[name]] = digest
@@ -234,7 +233,7 @@ class FreshStaticMixin(_Base):
             except NotImplementedError:
                 local = None  # a remote storage (S3...)
             if local is None or not os.path.exists(local):
-                return self.open(name, "rb")  # type: ignore[return-value]
+                return self.open(name, "rb")
             if os.path.isfile(local):
                 return _open_within(local, roots)
         path = locations.first_match(name)

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         "--all hashes every static file into the cache, --rotate invalidates "
         "every hash, --json prints a name -> URL manifest."
     )
-    requires_system_checks: list[str] = []
+    requires_system_checks = ()
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("names", nargs="*", metavar="NAME", help="Static names.")
@@ -61,13 +61,17 @@ class Command(BaseCommand):
         if options["rotate"]:
             invalidate()
             if not options["json"]:
-                self.stdout.write("Rotated the hash generation: every hash is recomputed on next use.")
+                self.stdout.write(
+                    "Rotated the hash generation: every hash is recomputed on next use."
+                )
         if options["all"] or (options["json"] and not names):
             names = [*names, *locations.all_names(storage)]
         elif not names:
             if options["rotate"]:
                 return
-            raise CommandError("Name at least one static file, or use --all or --rotate.")
+            raise CommandError(
+                "Name at least one static file, or use --all or --rotate."
+            )
 
         started = time.perf_counter()
         progress = self._progress(len(names)) if options["all"] else None
@@ -81,13 +85,17 @@ class Command(BaseCommand):
             manifest = {name: url for name, url in urls.items() if url is not None}
             self.stdout.write(json.dumps(manifest, indent=2, sort_keys=True))
         elif options["all"]:
-            self.stdout.write(f"Hashed {len(urls) - len(missing)} static files in {elapsed:.2f} s.")
+            self.stdout.write(
+                f"Hashed {len(urls) - len(missing)} static files in {elapsed:.2f} s."
+            )
         else:
             for name, url in urls.items():
                 if url is not None:
                     self.stdout.write(f"{name}: {url}")
         if missing:
-            raise CommandError(f"{len(missing)} of {len(urls)} names could not be found.")
+            raise CommandError(
+                f"{len(missing)} of {len(urls)} names could not be found."
+            )
 
     def _progress(self, total: int) -> Any:
         """A progress bar on a terminal; plain output stays free of it."""
