@@ -11,7 +11,7 @@ import pytest
 from django.contrib.staticfiles.storage import StaticFilesStorage
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
-from django.core.files.storage import InMemoryStorage, storages
+from django.core.files.storage import InMemoryStorage, Storage, storages
 from django.template import Context, Template
 from django.test import override_settings
 
@@ -136,20 +136,24 @@ def test_remote_storage_hashes_its_own_copy() -> None:
 
 
 def test_storage_without_local_paths_reads_through_open() -> None:
-    class S3Like(FreshStaticMixin, InMemoryStorage):
-        uploaded = False
+    class BucketStorage(Storage):
+        """Like S3: files behind open() and exists(), no local path()."""
 
-        def path(self, name: str) -> str:
-            # Like S3: no local paths (InMemoryStorage needs them to save).
-            if self.uploaded:
-                raise NotImplementedError(
-                    "This backend doesn't support absolute paths."
-                )
-            return super().path(name)
+        files = {"app.js": b"remote"}
 
-    storage = S3Like(base_url="https://bucket.example/")
-    storage.save("app.js", ContentFile(b"remote"))
-    storage.uploaded = True
+        def exists(self, name: str) -> bool:
+            return name in self.files
+
+        def _open(self, name: str, mode: str = "rb") -> ContentFile[bytes]:
+            return ContentFile(self.files[name], name=name)
+
+        def url(self, name: str | None) -> str:
+            return f"https://bucket.example/{name}"
+
+    class FreshBucket(FreshStaticMixin, BucketStorage):
+        pass
+
+    storage = FreshBucket()
     assert storage.url("app.js") == f"https://bucket.example/app.js?v={sha(b'remote')}"
 
 
