@@ -5,6 +5,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import django
 import pytest
@@ -139,7 +140,7 @@ def test_storage_without_local_paths_reads_through_open() -> None:
     class BucketStorage(Storage):
         """Like S3: files behind open() and exists(), no local path()."""
 
-        files = {"app.js": b"remote"}
+        files: ClassVar[dict[str, bytes]] = {"app.js": b"remote"}
 
         def exists(self, name: str) -> bool:
             return name in self.files
