@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +13,13 @@ import pytest
 from django.contrib.staticfiles.storage import StaticFilesStorage
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
-from django.core.files.storage import InMemoryStorage, Storage, storages
+from django.core.files.storage import InMemoryStorage, Storage, StorageHandler, storages
 from django.template import Context, Template
 from django.test import override_settings
 
 import freshstatic
 from freshstatic.storage import FreshStaticFilesStorage, FreshStaticMixin
-from tests.conftest import StaticTree, sha
+from tests.conftest import ROOT, StaticTree, sha, subprocess_env
 
 APP_CSS = Path(__file__).parent / "testapp" / "static" / "testapp" / "css" / "app.css"
 
@@ -313,15 +314,17 @@ def test_storage_options(
         "sha8": sha(b"a", 8),
         "sha12": sha(b"a"),
     }
-    with override_settings(
-        STORAGES={
+    # Built from a STORAGES entry exactly as Django builds it. (Django 4.2's
+    # override_settings(STORAGES=...) drops OPTIONS, so no override here.)
+    handler = StorageHandler(
+        {
             "staticfiles": {
                 "BACKEND": "freshstatic.storage.FreshStaticFilesStorage",
                 "OPTIONS": options,
             }
         }
-    ):
-        assert render('{% static "a.css" %}') == expected.format(**values)
+    )
+    assert handler["staticfiles"].url("a.css") == expected.format(**values)
 
 
 @pytest.mark.parametrize(
@@ -342,20 +345,31 @@ def test_bad_options_raise_improperly_configured(
         FreshStaticFilesStorage(**options)
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(
     django.VERSION >= (5, 1), reason="STATICFILES_STORAGE was removed in 5.1"
 )
-def test_legacy_staticfiles_storage_setting(
-    static_tree: StaticTree,
-) -> None:  # pragma: no cover
+def test_legacy_staticfiles_storage_setting(static_tree: StaticTree) -> None:
+    """A settings module that still uses STATICFILES_STORAGE (Django 4.2)."""
     static_tree.write("a.css", b"legacy")
-    with override_settings(
-        STATICFILES_STORAGE="freshstatic.storage.FreshStaticFilesStorage",
-        STORAGES={
-            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}
-        },
-    ):
-        assert render('{% static "a.css" %}') == f"/static/a.css?v={sha(b'legacy')}"
+    script = (
+        "import django; django.setup(); from django.template import Template, Context; "
+        "print(Template('{% load static %}{% static \"a.css\" %}').render(Context()))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
+        env=subprocess_env(
+            DJANGO_SETTINGS_MODULE="tests.settings_legacy",
+            FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"/static/a.css?v={sha(b'legacy')}"
 
 
 def test_non_string_name_goes_to_the_parent() -> None:

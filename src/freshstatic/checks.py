@@ -24,9 +24,9 @@ STORAGE_SETTING = "STORAGES['staticfiles']"
 
 
 def _staticfiles_backend() -> tuple[type | None, dict[str, Any]]:
-    from django.core.files.storage import storages
-
-    config = cast(dict[str, Any], storages.backends.get("staticfiles") or {})
+    # settings.STORAGES, not storages.backends: under Django 4.2 the latter
+    # loses OPTIONS when STORAGES is overridden in tests.
+    config = cast(dict[str, Any], settings.STORAGES.get("staticfiles") or {})
     try:
         backend = import_string(config.get("BACKEND", ""))
     except ImportError:
