@@ -11,13 +11,16 @@ from collections.abc import Iterable
 __all__ = ["invalidate"]
 
 
-def invalidate(names: Iterable[str] | None = None) -> None:
+def invalidate(names: Iterable[str] | None = None) -> bool:
     """
     Invalidate every cached static hash, in every process sharing the cache.
 
     ``names`` (the static names that changed, if known) is passed on to the
     ``static_changed`` signal; the invalidation itself is always global, since
     one file's hash can be part of another's.
+
+    Returns False if a shared cache could not take the new generation (Redis
+    down); this process's own memo is cleared either way.
     """
     from django.core.files.storage import storages
 
@@ -26,4 +29,4 @@ def invalidate(names: Iterable[str] | None = None) -> None:
     # Make sure the configured storage exists in this process (a deploy hook
     # may never have rendered a page), so its cache generation is bumped.
     storages["staticfiles"]
-    invalidate_caches(None if names is None else tuple(names))
+    return invalidate_caches(None if names is None else tuple(names))

@@ -17,6 +17,11 @@ class FreshStaticConfig(AppConfig):
         register(check_storage, Tags.staticfiles)
         setting_changed.connect(_setting_changed, dispatch_uid="freshstatic-settings")
 
+        from freshstatic import watcher
+
+        if watcher.should_autostart():
+            watcher.start()
+
 
 # Settings that change which file a name resolves to: old hashes are wrong.
 _FILE_SETTINGS = frozenset(

@@ -214,19 +214,24 @@ def expire_all() -> None:
         hash_cache.expire()
 
 
-def rotate_all() -> None:
-    """Start a new generation in every cache this process uses, then expire."""
+def rotate_all() -> bool:
+    """
+    Start a new generation in every cache this process uses, then drop the
+    memos. False if a cache could not take its new generation.
+    """
     instances = _live_instances()
-    rotated: set[tuple[str, str]] = set()
+    rotated: dict[tuple[str, str], bool] = {}
     for hash_cache in instances:
-        if (hash_cache.alias, hash_cache.prefix) not in rotated:
-            rotated.add((hash_cache.alias, hash_cache.prefix))
-            hash_cache.rotate()
+        key = (hash_cache.alias, hash_cache.prefix)
+        if key not in rotated:
+            rotated[key] = hash_cache.rotate()
     for hash_cache in instances:
         hash_cache.expire()
+    return all(rotated.values())
 
 
-def invalidate(names: tuple[str, ...] | None = None) -> None:
+def invalidate(names: tuple[str, ...] | None = None) -> bool:
     """Rotate every generation and announce it with ``static_changed``."""
-    rotate_all()
+    rotated = rotate_all()
     static_changed.send(sender=HashCache, names=names)
+    return rotated

@@ -11,8 +11,10 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.checks import CheckMessage, Error, Warning
 from django.utils.module_loading import import_string
 
+from freshstatic.cache import PER_PROCESS_BACKENDS
 from freshstatic.conf import (
     STORAGE_DEFAULTS,
+    conf,
     hash_algorithm_error,
     hash_length_error,
     key_prefix_error,
@@ -90,6 +92,20 @@ def check_storage(
             cache_backend = import_string(cache_config.get("BACKEND", ""))
         except ImportError:
             cache_backend = None
+        per_process = isinstance(cache_backend, type) and issubclass(
+            cache_backend, PER_PROCESS_BACKENDS
+        )
+        if per_process and conf.WATCH is False and not setting_errors():
+            messages.append(
+                Warning(
+                    f"The cache alias {alias!r} is per-process and "
+                    "FRESHSTATIC['WATCH'] is False: no watcher in this process "
+                    "invalidates its hashes, so edited files keep their old URL.",
+                    hint="Set FRESHSTATIC['WATCH'] to 'auto' or True, or share "
+                    "hashes through Redis and run 'manage.py watchstatic'.",
+                    id="freshstatic.W003",
+                )
+            )
         if isinstance(cache_backend, type) and issubclass(cache_backend, DummyCache):
             messages.append(
                 Warning(
@@ -127,3 +143,18 @@ def check_storage(
         for error in setting_errors()
     )
     return messages
+
+
+def watchstatic_messages(alias: str, shared: bool) -> list[CheckMessage]:
+    """What ``manage.py watchstatic`` reports before it starts."""
+    if shared:
+        return []
+    return [
+        Warning(
+            f"The cache alias {alias!r} is per-process, so 'watchstatic' can only "
+            "invalidate hashes in its own process, not in your servers.",
+            hint="Share hashes through Redis (django-redis), or let each server "
+            "process run its own watcher (FRESHSTATIC['WATCH'] = True).",
+            id="freshstatic.W004",
+        )
+    ]

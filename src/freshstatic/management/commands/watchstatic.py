@@ -1,0 +1,87 @@
+"""``manage.py watchstatic``: the watcher in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from django.core.files.storage import storages
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from freshstatic.checks import watchstatic_messages
+from freshstatic.signals import static_changed
+from freshstatic.storage import FreshStaticMixin
+from freshstatic.watcher import Watcher
+
+
+class Command(BaseCommand):
+    help = (
+        "Watch the static folders and invalidate hashes as files change, for "
+        "every process sharing the cache. Prints each change and its new URL."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--poll",
+            nargs="?",
+            type=float,
+            const=1.0,
+            default=None,
+            metavar="SECONDS",
+            help="Poll the folders instead of waiting for native file events "
+            "(Docker bind mounts, NFS); every SECONDS (default 1).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        storage = storages["staticfiles"]
+        if not isinstance(storage, FreshStaticMixin):
+            raise CommandError(
+                "STORAGES['staticfiles'] is not a freshstatic storage "
+                f"({type(storage).__module__}.{type(storage).__qualname__})."
+            )
+        if options["poll"] is not None and options["poll"] <= 0:
+            raise CommandError("--poll takes a number of seconds greater than 0.")
+        for message in watchstatic_messages(
+            storage.cache_alias, storage.hash_cache.is_shared()
+        ):
+            self.stderr.write(str(message), style_func=self.style.WARNING)
+
+        stopping = threading.Event()
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            stopping.set()
+
+        def report(
+            sender: object, names: tuple[str, ...] | None, **kwargs: Any
+        ) -> None:
+            stamp = time.strftime("%H:%M:%S")
+            if not names:
+                self.stdout.write(f"[{stamp}] everything invalidated")
+                return
+            changes = ", ".join(f"{name} -> {storage.url(name)}" for name in names)
+            self.stdout.write(f"[{stamp}] {changes}")
+
+        previous = {
+            signum: signal.signal(signum, request_stop)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        static_changed.connect(report, weak=False, dispatch_uid="watchstatic-report")
+        watcher = Watcher(poll=options["poll"])
+        try:
+            watcher.start()
+            self.stdout.write(
+                f"Watching {len(watcher.roots)} static folders ({watcher.mode}); "
+                "Ctrl-C to stop."
+            )
+            for _prefix, root in watcher.roots:
+                self.stdout.write(f"  {root}")
+            stopping.wait()
+        finally:
+            watcher.stop()
+            static_changed.disconnect(dispatch_uid="watchstatic-report")
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        self.stdout.write("Stopped.")
