@@ -66,6 +66,7 @@ def test_default_configuration_is_clean() -> None:
             ["freshstatic.W001"],
         ),
         ({"CACHES": {"default": {"BACKEND": "no.such.Cache"}}}, []),
+        ({"FRESHSTATIC": {"WATCH": False}}, ["freshstatic.W003"]),
         (
             {
                 "STORAGES": staticfiles(
@@ -89,7 +90,7 @@ def test_valid_non_default_settings_pass() -> None:
                 hash_algorithm="blake2b", hash_length=20, key_prefix="site1"
             ),
             FRESHSTATIC={
-                "WATCH": False,
+                "WATCH": True,
                 "DEBOUNCE": 0.1,
                 "POLL": 2,
                 "GENERATION_TTL": 0,

@@ -95,7 +95,7 @@ def check_storage(
         per_process = isinstance(cache_backend, type) and issubclass(
             cache_backend, PER_PROCESS_BACKENDS
         )
-        if per_process and conf.WATCH is False and not setting_errors():
+        if per_process and not setting_errors() and conf.WATCH is False:
             messages.append(
                 Warning(
                     f"The cache alias {alias!r} is per-process and "

@@ -312,8 +312,9 @@ class _Handler(FileSystemEventHandler):
             if name is None:
                 continue
             if event.is_directory and os.path.isdir(path):
-                # A folder moved in: every file in it is new.
-                names.update(_files_under(path, roots) or {name})
+                # A folder created or moved in: every file in it is new (an
+                # empty one changes no URL).
+                names.update(_files_under(path, roots))
             else:
                 names.add(name)
         return names
