@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -186,3 +188,80 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 APP_CSS_BYTES = (ROOT / "tests/testapp/static/testapp/css/app.css").read_bytes()
+
+
+EXAMPLE = ROOT / "example_project"
+
+
+def fetch(url: str) -> str | None:
+    """GET a loopback URL; None while the server is not answering."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
+            return str(response.read().decode())
+    except OSError:
+        return None
+
+
+class ServerProcess:
+    """A real server (or command) subprocess in its own process group."""
+
+    def __init__(self, args: list[str], log: Path, **popen: Any) -> None:
+        self.log = log
+        self._stream = open(log, "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            args,
+            stdout=self._stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **popen,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_output(self, text: str, timeout: float = 60.0) -> None:
+        wait_for(
+            lambda: text in self.output() or self.process.poll() is not None,
+            timeout=timeout,
+            message=f"{text!r} in the output",
+        )
+        assert text in self.output(), self.output()
+
+    def signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.signal_group(signal.SIGKILL)
+                self.process.wait(timeout=30)
+        # Children (the autoreloader's child, gunicorn workers) go too.
+        self.signal_group(signal.SIGKILL)
+        self._stream.close()
+        return int(self.process.returncode)
+
+
+def copy_example_static(destination: Path) -> Path:
+    target = destination / "example-static"
+    shutil.copytree(EXAMPLE / "static", target)
+    return target
+
+
+def page_hashes(html: str) -> dict[str, str]:
+    import re
+
+    return dict(re.findall(r'(?:href|src)="/static/([^"?]+)\?v=([0-9a-f]+)"', html))
+
+
+def page_pid(html: str) -> int:
+    import re
+
+    match = re.search(r"Rendered by process (\d+)", html)
+    assert match, html
+    return int(match[1])

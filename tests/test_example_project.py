@@ -4,52 +4,86 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, subprocess_env, wait_for
-
-EXAMPLE = ROOT / "example_project"
-
-
-def fetch(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
-            return str(response.read().decode())
-    except OSError:
-        return None
+from tests.conftest import (
+    EXAMPLE,
+    ServerProcess,
+    copy_example_static,
+    fetch,
+    free_port,
+    page_hashes,
+    subprocess_env,
+    wait_for,
+)
 
 
 @pytest.fixture(params=["1", "0"], ids=["debug", "no-debug"])
-def runserver(request: pytest.FixtureRequest) -> Iterator[str]:
+def runserver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen(
+    server = ServerProcess(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        tmp_path / "runserver.log",
         cwd=EXAMPLE,
         env=subprocess_env(DJANGO_DEBUG=request.param),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}/"
         wait_for(lambda: fetch(base), timeout=60, message="runserver to answer")
         yield base
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        server.stop()
 
 
 @pytest.mark.subprocess
 def test_page_urls_carry_the_hash_of_the_file_on_disk(runserver: str) -> None:
     html = fetch(runserver)
     assert html is not None
-    found = dict(re.findall(r'(?:href|src)="/static/([^"?]+)\?v=([0-9a-f]+)"', html))
+    found = page_hashes(html)
     assert set(found) == {"css/site.css", "js/app.js", "img/logo.svg"}
     for name, digest in found.items():
         on_disk = (EXAMPLE / "static" / name).read_bytes()
         assert digest == hashlib.sha256(on_disk).hexdigest()[:12]
     assert not (EXAMPLE / "staticfiles").exists()  # no collectstatic was run
+
+
+@pytest.mark.subprocess
+def test_runserver_autostarts_one_watcher_and_the_next_page_is_fresh(
+    tmp_path: Path,
+) -> None:
+    static = copy_example_static(tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/"
+    server = ServerProcess(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}"],
+        tmp_path / "runserver.log",
+        cwd=EXAMPLE,
+        env=subprocess_env(
+            DJANGO_SETTINGS_MODULE="tests.settings_example",
+            EXAMPLE_STATIC_DIR=str(static),
+        ),
+    )
+    try:
+        html = wait_for(lambda: fetch(base), timeout=60, message="runserver to answer")
+        before = page_hashes(html)["css/site.css"]
+        css = static / "css" / "site.css"
+        css.write_text(css.read_text().replace("#1f6feb", "#d1242f"))
+        expected = hashlib.sha256(css.read_bytes()).hexdigest()[:12]
+        assert expected != before
+        wait_for(
+            lambda: page_hashes(fetch(base) or "").get("css/site.css") == expected,
+            message="the next page to carry the new hash",
+        )
+        # Exactly one watcher, in the child that serves, not in the
+        # autoreloader's parent.
+        starts = re.findall(
+            r"Watching \d+ static folders .* in process (\d+)\.", server.output()
+        )
+        assert len(starts) == 1, server.output()
+        assert int(starts[0]) != server.process.pid
+    finally:
+        server.stop()

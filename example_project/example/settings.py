@@ -40,4 +40,13 @@ STORAGES = {
     "staticfiles": {"BACKEND": "freshstatic.storage.FreshStaticFilesStorage"},
 }
 
+# One process: LocMem holds the hashes, and the watcher that runserver starts
+# (FRESHSTATIC["WATCH"] = "auto", the default) invalidates them on each edit.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"freshstatic": {"handlers": ["console"], "level": "INFO"}},
+}

@@ -1,4 +1,5 @@
 from django.urls import path
-from django.views.generic import TemplateView
 
-urlpatterns = [path("", TemplateView.as_view(template_name="index.html"), name="index")]
+from example.views import index
+
+urlpatterns = [path("", index, name="index")]
