@@ -1,0 +1,219 @@
+"""manage.py watchstatic, and real multi-process servers following it."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from tests.conftest import (
+    EXAMPLE,
+    ROOT,
+    RedisServer,
+    ServerProcess,
+    StaticTree,
+    copy_example_static,
+    fetch,
+    free_port,
+    page_hashes,
+    page_pid,
+    sha,
+    subprocess_env,
+    wait_for,
+)
+
+WORKERS = 3
+
+
+def watchstatic(
+    tmp_path: Path, *args: str, cwd: Path = ROOT, **env: str
+) -> ServerProcess:
+    return ServerProcess(
+        [sys.executable, "-u", "-m", "django", "watchstatic", *args],
+        tmp_path / "watchstatic.log",
+        cwd=cwd,
+        env=subprocess_env(**env),
+    )
+
+
+@pytest.mark.subprocess
+def test_prints_each_change_and_stops_cleanly_on_sigterm(
+    static_tree: StaticTree, tmp_path: Path
+) -> None:
+    static_tree.write("css/site.css", b"one")
+    command = watchstatic(
+        tmp_path,
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
+    )
+    try:
+        command.wait_output("Ctrl-C to stop")
+        # LocMem is per-process: watchstatic says it cannot reach servers.
+        assert "freshstatic.W004" in command.output()
+        static_tree.write("css/site.css", b"two")
+        command.wait_output(f"css/site.css -> /static/css/site.css?v={sha(b'two')}")
+        command.signal_group(signal.SIGTERM)
+        assert command.process.wait(timeout=30) == 0
+        assert command.output().rstrip().endswith("Stopped.")
+    finally:
+        command.stop()
+
+
+@pytest.mark.subprocess
+def test_poll_option_and_ctrl_c(static_tree: StaticTree, tmp_path: Path) -> None:
+    command = watchstatic(
+        tmp_path,
+        "--poll",
+        "0.2",
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
+    )
+    try:
+        command.wait_output("(polling every 0.2 s)")
+        static_tree.write("polled.js", b"polled")
+        command.wait_output(f"polled.js -> /static/polled.js?v={sha(b'polled')}")
+        command.signal_group(signal.SIGINT)
+        assert command.process.wait(timeout=30) == 0
+    finally:
+        command.stop()
+
+
+def test_rejects_a_bad_poll_interval() -> None:
+    with pytest.raises(CommandError, match="--poll takes a number of seconds"):
+        call_command("watchstatic", "--poll", "0")
+
+
+def test_refuses_a_storage_that_is_not_freshstatic() -> None:
+    with (
+        override_settings(
+            STORAGES={
+                "staticfiles": {
+                    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+                }
+            }
+        ),
+        pytest.raises(CommandError, match="not a freshstatic storage"),
+    ):
+        call_command("watchstatic")
+
+
+def _gunicorn(tmp_path: Path, port: int, *args: str, **env: str) -> ServerProcess:
+    return ServerProcess(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(WORKERS),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--chdir",
+            str(EXAMPLE),
+            *args,
+            "example.wsgi",
+        ],
+        tmp_path / "gunicorn.log",
+        cwd=EXAMPLE,
+        env=subprocess_env(**env),
+    )
+
+
+def _wait_every_worker_renders(base: str, css_hash: str, workers: set[int]) -> None:
+    """Fetch (concurrently, to reach every worker) until each known worker's
+    latest page links the stylesheet with ``css_hash``."""
+    latest: dict[int, str] = {}
+
+    def every_worker_fresh() -> bool:
+        with ThreadPoolExecutor(2 * len(workers)) as pool:
+            for html in pool.map(lambda _: fetch(base), range(2 * len(workers))):
+                if html is not None:
+                    latest[page_pid(html)] = page_hashes(html)["css/site.css"]
+        return all(latest.get(pid) == css_hash for pid in workers)
+
+    wait_for(
+        every_worker_fresh, timeout=60, message=f"every worker to render {css_hash}"
+    )
+
+
+def _workers(base: str) -> set[int]:
+    pids: set[int] = set()
+
+    def all_seen() -> bool:
+        with ThreadPoolExecutor(2 * WORKERS) as pool:
+            for html in pool.map(lambda _: fetch(base), range(2 * WORKERS)):
+                if html is not None:
+                    pids.add(page_pid(html))
+        return len(pids) == WORKERS
+
+    wait_for(all_seen, timeout=60, message=f"all {WORKERS} workers to answer")
+    return pids
+
+
+def _edit_css(static: Path) -> str:
+    css = static / "css" / "site.css"
+    css.write_text(css.read_text().replace("#1f6feb", "#2da44e"))
+    return hashlib.sha256(css.read_bytes()).hexdigest()[:12]
+
+
+@pytest.mark.redis
+@pytest.mark.subprocess
+def test_gunicorn_workers_follow_watchstatic_through_redis(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    if redis_server.process is None:
+        redis_server.start()
+    redis_server.command("FLUSHALL")
+    static = copy_example_static(tmp_path)
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_example_production",
+        "EXAMPLE_STATIC_DIR": str(static),
+        "REDIS_URL": redis_server.url,
+    }
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/"
+    server = _gunicorn(tmp_path, port, **env)
+    command = watchstatic(tmp_path, cwd=EXAMPLE, **env)
+    try:
+        command.wait_output("Ctrl-C to stop")
+        assert "W004" not in command.output()  # Redis is shared
+        workers = _workers(base)
+        before = page_hashes(fetch(base) or "")["css/site.css"]
+        _wait_every_worker_renders(base, before, workers)
+        after = _edit_css(static)
+        assert after != before
+        command.wait_output(f"css/site.css -> /static/css/site.css?v={after}")
+        _wait_every_worker_renders(base, after, workers)
+    finally:
+        assert command.stop() == 0, command.output()
+        server.stop()
+
+
+@pytest.mark.subprocess
+def test_preloaded_gunicorn_workers_each_run_a_watcher(tmp_path: Path) -> None:
+    static = copy_example_static(tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/"
+    server = _gunicorn(
+        tmp_path,
+        port,
+        "--preload",
+        DJANGO_SETTINGS_MODULE="tests.settings_example_preload",
+        EXAMPLE_STATIC_DIR=str(static),
+    )
+    try:
+        workers = _workers(base)
+        before = page_hashes(fetch(base) or "")["css/site.css"]
+        # Per-process LocMem caches: only each worker's own watcher (started
+        # again after fork) can have invalidated its memo.
+        _wait_every_worker_renders(base, before, workers)
+        after = _edit_css(static)
+        assert after != before
+        _wait_every_worker_renders(base, after, workers)
+    finally:
+        server.stop()
