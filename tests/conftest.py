@@ -17,6 +17,7 @@ from django.core.cache import caches
 from django.test import override_settings
 
 from freshstatic import cache as freshcache
+from freshstatic import storage as freshstorage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,9 +72,9 @@ class StaticTree:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
-    for alias in ("default",):
-        caches[alias].clear()
+    caches["default"].clear()
     freshcache.expire_all()
+    freshstorage._warned.clear()
     yield
     freshcache.expire_all()
 

@@ -26,7 +26,9 @@ class FreshStaticConfig(AppConfig):
 # Settings that change which file a name resolves to: old hashes are wrong.
 _FILE_SETTINGS = frozenset(
     {
+        "FRESHSTATIC",
         "INSTALLED_APPS",
+        "MIDDLEWARE",
         "STATIC_ROOT",
         "STATICFILES_DIRS",
         "STATICFILES_FINDERS",
@@ -35,7 +37,7 @@ _FILE_SETTINGS = frozenset(
     }
 )
 # Settings that change how URLs are built or cached: old memos are wrong.
-_URL_SETTINGS = frozenset({"CACHES", "FRESHSTATIC", "STATIC_URL"})
+_URL_SETTINGS = frozenset({"CACHES", "STATIC_URL"})
 
 
 def _setting_changed(*, setting: str, **kwargs: Any) -> None:

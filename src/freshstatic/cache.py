@@ -52,6 +52,7 @@ class State:
 
 
 _instances: weakref.WeakSet[HashCache] = weakref.WeakSet()
+_unavailable: set[str] = set()  # cache aliases in an outage
 _instances_lock = threading.Lock()
 
 
@@ -65,7 +66,6 @@ class HashCache:
         # Read lock-free by url(); only ever replaced, under self._lock.
         self.state = State(None, 0.0)
         self._lock = threading.Lock()
-        self._unavailable = False
         with _instances_lock:
             _instances.add(self)
 
@@ -183,8 +183,9 @@ class HashCache:
     # -- failures ---------------------------------------------------------------
 
     def _failed(self, exc: Exception) -> None:
-        if not self._unavailable:
-            self._unavailable = True
+        # Once per outage of an alias, however many storages use it.
+        if self.alias not in _unavailable:
+            _unavailable.add(self.alias)
             logger.warning(
                 "The cache %r is unavailable (%s: %s); static URLs are hashed "
                 "without it until it answers again.",
@@ -194,8 +195,8 @@ class HashCache:
             )
 
     def _recovered(self) -> None:
-        if self._unavailable:
-            self._unavailable = False
+        if self.alias in _unavailable:
+            _unavailable.discard(self.alias)
             logger.warning("The cache %r answers again.", self.alias)
 
 

@@ -26,6 +26,9 @@ DEFAULTS: dict[str, Any] = {
     "GENERATION_TTL": 1.0,
     # Raise ValueError for a missing file instead of returning the plain URL.
     "STRICT": False,
+    # FreshStaticMiddleware serves static files itself (and rewrites the
+    # references in stylesheets); False leaves serving to what follows it.
+    "SERVE": True,
 }
 
 # Storage options (STORAGES["staticfiles"]["OPTIONS"]) and their defaults.
@@ -77,6 +80,10 @@ class Settings:
     def STRICT(self) -> bool:
         return bool(self._get("STRICT"))
 
+    @property
+    def SERVE(self) -> bool:
+        return bool(self._get("SERVE"))
+
 
 conf = Settings()
 
@@ -103,6 +110,11 @@ def setting_errors() -> list[str]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             errors.append(
                 f"FRESHSTATIC[{key!r}] must be a number of seconds >= 0, not {value!r}."
+            )
+    for key in ("STRICT", "SERVE"):
+        if not isinstance(user.get(key, False), bool):
+            errors.append(
+                f"FRESHSTATIC[{key!r}] must be True or False, not {user[key]!r}."
             )
     poll = user.get("POLL", False)
     if not isinstance(poll, bool) and (not isinstance(poll, (int, float)) or poll <= 0):

@@ -8,19 +8,24 @@ staticfiles finders' first match.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import posixpath
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from django.apps import apps
+from django.conf import settings
 from django.contrib.staticfiles.storage import StaticFilesStorage
 from django.core.checks import Tags, register
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 
-from freshstatic import locations
+from freshstatic import css, locations
 from freshstatic.cache import HashCache, State
 from freshstatic.checks import check_storage
 from freshstatic.conf import (
@@ -45,9 +50,13 @@ logger = logging.getLogger("freshstatic")
 # Names are written by templates, so the memo stays small; this bound only
 # matters if a template feeds user input to {% static %}.
 MEMO_MAX_ENTRIES = 100_000
+# Rewritten stylesheets kept per storage, by file identity and generation.
+STYLESHEET_CACHE_ENTRIES = 512
+MIDDLEWARE_PATH = "freshstatic.middleware.FreshStaticMiddleware"
 WARNED_MAX_ENTRIES = 10_000
 
 _app_missing_warned = False
+_warned: set[str] = set()
 
 # Also registered by AppConfig.ready(); registering it here too is the only
 # way freshstatic.E001 (storage used, app not installed) can be reported.
@@ -93,7 +102,7 @@ class FreshStaticMixin(_Base):
         self.key_prefix = key_prefix
         self.strict = strict
         self.hash_cache = HashCache(cache_alias, key_prefix)
-        self._warned: set[str] = set()
+        self._stylesheets: dict[tuple[object, ...], tuple[bytes, str]] = {}
         _warn_if_app_missing()
 
     # -- the hot path -----------------------------------------------------------
@@ -144,7 +153,9 @@ class FreshStaticMixin(_Base):
         computed: dict[str, str] = {}
         # hashlib and file reads release the GIL, so threads use every core.
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            results = pool.map(lambda name: self._compute(str(clean[name])), todo)
+            results = pool.map(
+                lambda name: self._compute(str(clean[name]), state), todo
+            )
             for name, digest in zip(todo, results, strict=True):
                 digests[name] = digest
                 if digest is not None:
@@ -169,14 +180,19 @@ class FreshStaticMixin(_Base):
         if clean_name is None:
             self._missing(path, "is outside the static locations and is never read")
             return None
+        digest = self._lookup(clean_name, state)
+        if digest is None:
+            self._missing(clean_name, "could not be found")
+        return digest
+
+    def _lookup(self, clean_name: str, state: State) -> str | None:
+        """The cached digest of a clean name, computed and stored if missing."""
         name_key = self._name_key(clean_name)
         digest = self.hash_cache.get(state, name_key)
         if digest is None:
-            digest = self._compute(clean_name)
-            if digest is None:
-                self._missing(clean_name, "could not be found")
-                return None
-            self.hash_cache.set_many(state, {name_key: digest})
+            digest = self._compute(clean_name, state)
+            if digest is not None:
+                self.hash_cache.set_many(state, {name_key: digest})
         return digest
 
     def _hashed_url(self, name: str, state: State, digest: str | None) -> str:
@@ -194,13 +210,19 @@ class FreshStaticMixin(_Base):
             state.memo[name] = url
         return url
 
-    def _compute(self, name: str) -> str | None:
-        """Hash the file that will be served for ``name``, or None if none."""
+    def _compute(self, name: str, state: State) -> str | None:
+        """Hash the bytes that will be served for ``name``, or None if none."""
         try:
-            stream = self._open_source(name)
-            if stream is None:
+            source = self._source(name)
+            if source is None:
                 return None
-            with stream:
+            kind, location = source
+            if kind == "storage":  # served by the storage itself, as it is
+                with self.open(location, "rb") as stream:
+                    return hash_stream(stream, self.hash_algorithm)
+            with open(location, "rb") as stream:
+                if self.rewrites_stylesheet(name):
+                    return self._stylesheet(name, stream, state)[1]
                 return hash_stream(stream, self.hash_algorithm)
         except _OutsideRoots as exc:
             self._warn_once(
@@ -220,8 +242,13 @@ class FreshStaticMixin(_Base):
             )
         return None
 
-    def _open_source(self, name: str) -> IO[bytes] | None:
-        """Open the storage's own copy of ``name``, else the finders' match."""
+    def _source(self, name: str) -> tuple[str, str] | None:
+        """
+        What will be served for ``name``: ``("storage", name)`` for the
+        storage's own copy when it is not a local file (S3...), otherwise
+        ``("local", path)``: the storage's own file, else the finders' first
+        match. Raises _OutsideRoots for a file outside every static root.
+        """
         roots = locations.allowed_roots(self)
         try:
             own = self.exists(name)
@@ -231,13 +258,106 @@ class FreshStaticMixin(_Base):
             try:
                 local = self.path(name)
             except NotImplementedError:
-                local = None  # a remote storage (S3...)
-            if local is None or not os.path.exists(local):
-                return self.open(name, "rb")
+                return ("storage", name)
+            if not os.path.exists(local):
+                return ("storage", name)  # e.g. InMemoryStorage
             if os.path.isfile(local):
-                return _open_within(local, roots)
+                return ("local", _confined(local, roots))
         path = locations.first_match(name)
-        return None if path is None else _open_within(path, roots)
+        return None if path is None else ("local", _confined(path, roots))
+
+    # -- stylesheets ----------------------------------------------------------------
+
+    def rewrites_stylesheet(self, name: str) -> bool:
+        """
+        Whether ``name`` is a stylesheet served rewritten, each static
+        reference carrying its own hash: when FreshStaticMiddleware serves
+        files (``FRESHSTATIC["SERVE"]``, the default).
+        """
+        return (
+            name.lower().endswith(".css")
+            and conf.SERVE
+            and (MIDDLEWARE_PATH in settings.MIDDLEWARE)
+        )
+
+    def served_file(self, name: str) -> str | None:
+        """The local file served for static ``name``, or None (never outside
+        the static roots, never raises)."""
+        clean_name = locations.clean_name(name)
+        if clean_name is None:
+            return None
+        try:
+            source = self._source(clean_name)
+        except Exception:
+            return None
+        return source[1] if source is not None and source[0] == "local" else None
+
+    def stylesheet(self, name: str, stream: IO[bytes]) -> tuple[bytes, str]:
+        """The rewritten body of stylesheet ``name`` read from ``stream``,
+        and its full hex digest."""
+        state = self.hash_cache.state
+        if state.deadline <= monotonic():
+            state = self.hash_cache.refresh()
+        return self._stylesheet(name, stream, state)
+
+    def _stylesheet(
+        self, name: str, stream: IO[bytes], state: State
+    ) -> tuple[bytes, str]:
+        stat = os.fstat(stream.fileno())
+        key = (name, stat.st_ino, stat.st_size, stat.st_mtime_ns, state.generation)
+        cached = self._stylesheets.get(key)
+        if cached is not None:
+            return cached
+        raw = stream.read()
+        _rewriting.stack = stack = getattr(_rewriting, "stack", [])
+        stack.append(name)
+        try:
+            text = raw.decode("utf-8", "surrogateescape")
+            body = css.rewrite(
+                text, lambda reference: self._reference(name, reference, state, stack)
+            ).encode("utf-8", "surrogateescape")
+        finally:
+            stack.pop()
+        result = (body, hashlib.new(self.hash_algorithm, body).hexdigest())
+        if len(self._stylesheets) >= STYLESHEET_CACHE_ENTRIES:
+            self._stylesheets.clear()
+        self._stylesheets[key] = result
+        return result
+
+    def _reference(
+        self, stylesheet: str, reference: str, state: State, stack: list[str]
+    ) -> str:
+        """``reference`` with ``?v=<its hash>``, or unchanged if it is no
+        static file (with a warning) or closes an @import cycle."""
+        path_part, fragment_sep, fragment = reference.partition("#")
+        path, _, query = path_part.partition("?")
+        target = unquote(path)
+        if target.startswith("/"):
+            static_path = urlsplit(settings.STATIC_URL or "/").path
+            if not target.startswith(static_path):
+                return reference  # a root-relative URL that is not static
+            target = target[len(static_path) :]
+        else:
+            target = posixpath.join(posixpath.dirname(stylesheet), target)
+        clean_name = locations.clean_name(target)
+        if clean_name in stack:
+            return reference  # an @import cycle: stop here
+        digest = None if clean_name is None else self._lookup(clean_name, state)
+        if digest is None:
+            self._warn_once(
+                f"{stylesheet}\0{reference}",
+                "Stylesheet %r references %r, which is not a static file; the "
+                "reference is left as it is.",
+                stylesheet,
+                reference,
+            )
+            return reference
+        params = [
+            part
+            for part in (query, f"{self.query_param}={digest[: self.hash_length]}")
+            if part
+        ]
+        return f"{path}?{'&'.join(params)}{fragment_sep}{fragment}"
 
     # -- failures -------------------------------------------------------------------
 
@@ -250,9 +370,10 @@ class FreshStaticMixin(_Base):
         )
 
     def _warn_once(self, name: str, message: str, *args: object) -> None:
-        if name in self._warned or len(self._warned) >= WARNED_MAX_ENTRIES:
+        # Once per name and process, whichever storage instance noticed.
+        if name in _warned or len(_warned) >= WARNED_MAX_ENTRIES:
             return
-        self._warned.add(name)
+        _warned.add(name)
         logger.warning(message, *args)
 
 
@@ -264,10 +385,14 @@ class _OutsideRoots(Exception):
     pass
 
 
-def _open_within(path: str, roots: tuple[str, ...]) -> IO[bytes]:
+def _confined(path: str, roots: tuple[str, ...]) -> str:
     if not locations.within(path, roots):
         raise _OutsideRoots(os.path.realpath(path))
-    return open(path, "rb")
+    return path
+
+
+# The stylesheets being rewritten in this thread, to stop @import cycles.
+_rewriting = threading.local()
 
 
 def _warn_if_app_missing() -> None:

@@ -1,0 +1,331 @@
+"""FreshStaticMiddleware through Django's request handling (test_serving: real HTTP)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client, override_settings
+from django.utils.http import http_date
+
+from freshstatic.signals import static_changed
+from freshstatic.storage import FreshStaticFilesStorage
+from freshstatic.watcher import Watcher
+from tests.conftest import StaticTree, sha
+
+MIDDLEWARE = ["freshstatic.middleware.FreshStaticMiddleware"]
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@pytest.fixture
+def served(static_tree: StaticTree) -> Iterator[StaticTree]:
+    with override_settings(MIDDLEWARE=MIDDLEWARE):
+        yield static_tree
+
+
+def get(path: str, **headers: str) -> Any:
+    return Client().get(path, headers=headers)
+
+
+def test_matching_v_is_immutable(served: StaticTree) -> None:
+    served.write("js/app.js", b"console.log(1)")
+    url = FreshStaticFilesStorage().url("js/app.js")
+    response = get(url)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"console.log(1)"
+    assert response["Cache-Control"] == IMMUTABLE
+    assert response["Content-Type"].startswith(
+        ("application/javascript", "text/javascript")
+    )
+    assert response["Content-Length"] == "14"
+
+
+@pytest.mark.parametrize("query", ["", "?v=000000000000", "?v=", "?x=1"])
+def test_missing_or_stale_v_is_no_cache_with_validators(
+    served: StaticTree, query: str
+) -> None:
+    path = served.write("img/a.png", b"\x89PNG fake")
+    response = get(f"/static/img/a.png{query}")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-cache"
+    assert (
+        response["ETag"] == '"' + hashlib.sha256(b"\x89PNG fake").hexdigest()[:32] + '"'
+    )
+    assert response["Last-Modified"] == http_date(int(path.stat().st_mtime))
+    assert response["Content-Type"] == "image/png"
+
+
+def test_v_of_an_older_version_is_not_immutable(served: StaticTree) -> None:
+    served.write("a.css", b"body{}")
+    old_url = FreshStaticFilesStorage().url("a.css")
+    served.write("a.css", b"body{color:red}")  # no invalidation: cache is stale
+    response = get(old_url)
+    assert response.content == b"body{color:red}"
+    assert response["Cache-Control"] == "no-cache"
+
+
+def test_conditional_requests(served: StaticTree) -> None:
+    path = served.write("a.js", b"x")
+    etag = get("/static/a.js")["ETag"]
+    not_modified = get("/static/a.js", if_none_match=etag)
+    assert not_modified.status_code == 304
+    assert not_modified["Cache-Control"] == "no-cache"
+    assert not_modified.content == b""
+    since = http_date(int(path.stat().st_mtime))
+    assert get("/static/a.js", if_modified_since=since).status_code == 304
+    assert get("/static/a.js", if_none_match='"other"').status_code == 200
+    url = FreshStaticFilesStorage().url("a.js")
+    revalidated = get(url, if_none_match=etag)
+    assert revalidated.status_code == 304
+    assert revalidated["Cache-Control"] == IMMUTABLE
+
+
+def test_head_has_headers_and_no_body(served: StaticTree) -> None:
+    served.write("a.js", b"0123456789")
+    response = Client().head("/static/a.js")
+    assert response.status_code == 200
+    assert response["Content-Length"] == "10"
+    assert response.content == b""
+
+
+def test_other_methods_are_not_allowed(served: StaticTree) -> None:
+    served.write("a.js", b"x")
+    response = Client().post("/static/a.js")
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/nope.css",
+        "/static/",
+        "/static/../settings.py",
+        "/static/css/../../secret.txt",
+        "/static/%2e%2e/secret.txt",
+        "/static/..%2fsecret.txt",
+        "/static/%252e%252e/secret.txt",
+        "/static/a%00.css",
+        "/static/..\\secret.txt",
+        "/static//etc/passwd",
+        "/static/link.css",
+        "/static/folder",
+    ],
+)
+def test_bad_paths_are_404_and_never_leak(served: StaticTree, path: str) -> None:
+    secret = served.base / "secret.txt"
+    secret.write_bytes(b"TOP SECRET")
+    os.symlink(secret, served.plain / "link.css")
+    (served.plain / "folder").mkdir()
+    response = get(path)
+    assert response.status_code == 404
+    body = (
+        b"".join(response.streaming_content) if response.streaming else response.content
+    )
+    assert b"TOP SECRET" not in body
+
+
+class VanishingStorage(FreshStaticFilesStorage):
+    def served_file(self, name: str) -> str | None:
+        path = super().served_file(name)
+        if path:
+            os.unlink(path)  # deleted between the lookup and the read
+        return path
+
+
+def test_a_file_deleted_while_served_is_a_404(served: StaticTree) -> None:
+    served.write("gone.js", b"x")
+    with override_settings(
+        STORAGES={"staticfiles": {"BACKEND": f"{__name__}.VanishingStorage"}}
+    ):
+        assert get("/static/gone.js").status_code == 404
+
+
+def test_non_static_requests_pass_through(served: StaticTree) -> None:
+    response = get("/")
+    assert response.status_code == 200
+    assert "Cache-Control" not in response
+
+
+def test_cdn_static_url_is_left_alone(served: StaticTree) -> None:
+    served.write("a.js", b"x")
+    with override_settings(STATIC_URL="https://cdn.example/static/"):
+        assert get("/static/a.js").status_code == 404  # no URL pattern serves it
+
+
+# -- stylesheets --------------------------------------------------------------
+
+
+def test_stylesheet_references_carry_their_own_hash(served: StaticTree) -> None:
+    served.write("img/logo.png", b"logo")
+    served.write("fonts/f.woff2", b"font")
+    served.write("css/base.css", b"h1{}")
+    served.write(
+        "css/site.css",
+        b'@import "base.css";\n'
+        b".a{background:url(../img/logo.png)}\n"
+        b".b{background:url('/static/img/logo.png#frag')}\n"
+        b"@font-face{src:url(../fonts/f.woff2?#iefix)}\n"
+        b".c{background:url(data:image/png;base64,AAAA)}\n"
+        b".d{background:url(https://example.com/x.png)}\n"
+        b".e{filter:url(#blur)}\n"
+        b"/* url(../img/fake.png) */\n"
+        b"/*# sourceMappingURL=site.css.map */\n",
+    )
+    served.write("css/site.css.map", b"{}")
+    storage = FreshStaticFilesStorage()
+    response = get(storage.url("css/site.css"))
+    body = response.content
+    logo, font, base = sha(b"logo"), sha(b"font"), sha(b"h1{}")
+    assert body.decode().splitlines() == [
+        f'@import "base.css?v={base}";',
+        f".a{{background:url(../img/logo.png?v={logo})}}",
+        f".b{{background:url('/static/img/logo.png?v={logo}#frag')}}",
+        f"@font-face{{src:url(../fonts/f.woff2?v={font}#iefix)}}",
+        ".c{background:url(data:image/png;base64,AAAA)}",
+        ".d{background:url(https://example.com/x.png)}",
+        ".e{filter:url(#blur)}",
+        "/* url(../img/fake.png) */",
+        f"/*# sourceMappingURL=site.css.map?v={sha(b'{}')} */",
+    ]
+    # The stylesheet's own hash is the hash of the bytes served...
+    assert storage.url("css/site.css") == f"/static/css/site.css?v={sha(body)}"
+    assert response["Cache-Control"] == IMMUTABLE
+    assert response["Content-Length"] == str(len(body))
+    # ...and differs from the hash of the file on disk.
+    assert sha(served.path("css/site.css").read_bytes()) != sha(body)
+
+
+def test_stylesheet_without_references_keeps_the_plain_hash(served: StaticTree) -> None:
+    served.write("plain.css", b"body{color:red}")
+    storage = FreshStaticFilesStorage()
+    assert storage.url("plain.css") == f"/static/plain.css?v={sha(b'body{color:red}')}"
+    assert get(storage.url("plain.css"))["Cache-Control"] == IMMUTABLE
+
+
+def test_editing_an_image_changes_every_stylesheet_that_uses_it(
+    served: StaticTree,
+) -> None:
+    served.write("img/logo.png", b"logo one")
+    served.write("css/a.css", b".a{background:url(../img/logo.png)}")
+    served.write("css/b.css", b'@import "a.css";')
+    served.write("css/other.css", b"p{}")
+    storage = FreshStaticFilesStorage()
+    before = {
+        name: storage.url(name) for name in ("css/a.css", "css/b.css", "css/other.css")
+    }
+    watcher = Watcher(debounce=0.05)
+    changed: queue.Queue[object] = queue.Queue()
+
+    def receiver(sender: object, names: object, **kwargs: object) -> None:
+        changed.put(names)
+
+    static_changed.connect(receiver)
+    watcher.start()
+    try:
+        served.write("img/logo.png", b"logo two")
+        while "img/logo.png" not in (changed.get(timeout=20) or ()):
+            pass
+    finally:
+        watcher.stop()
+        static_changed.disconnect(receiver)
+    after = {name: storage.url(name) for name in before}
+    assert after["css/a.css"] != before["css/a.css"]
+    assert after["css/b.css"] != before["css/b.css"]  # through the @import chain
+    assert after["css/other.css"] == before["css/other.css"]
+    body = get(after["css/b.css"]).content.decode()
+    a_hash = after["css/a.css"].split("v=")[1]
+    assert body == f'@import "a.css?v={a_hash}";'
+
+
+def test_unresolved_reference_is_left_with_one_warning(
+    served: StaticTree, caplog: pytest.LogCaptureFixture
+) -> None:
+    served.write("css/s.css", b".a{background:url(missing.png)}")
+    storage = FreshStaticFilesStorage()
+    with caplog.at_level(logging.WARNING, logger="freshstatic"):
+        url = storage.url("css/s.css")
+        response = get(url)
+        get(url)
+    assert response.status_code == 200
+    assert response.content == b".a{background:url(missing.png)}"
+    warnings = [
+        r.getMessage() for r in caplog.records if "missing.png" in r.getMessage()
+    ]
+    assert warnings == [
+        "Stylesheet 'css/s.css' references 'missing.png', which is not a static "
+        "file; the reference is left as it is."
+    ]
+
+
+def test_import_cycles_terminate(served: StaticTree) -> None:
+    served.write("a.css", b'@import "b.css"; .a{}')
+    served.write("b.css", b'@import "a.css"; .b{}')
+    storage = FreshStaticFilesStorage()
+    url = storage.url("a.css")
+    body = get(url).content.decode()
+    assert body.startswith('@import "b.css?v=')
+    assert get(storage.url("b.css")).status_code == 200
+
+
+def test_rewritten_body_is_cached_not_recomputed(served: StaticTree) -> None:
+    served.write("img/i.png", b"i")
+    served.write("s.css", b".a{background:url(img/i.png)}")
+    storage = FreshStaticFilesStorage()
+    url = storage.url("s.css")
+    first = get(url).content
+    assert len(storage._stylesheets) == 1
+    (entry,) = storage._stylesheets.values()
+    second = get(url).content
+    assert second == first
+    assert list(storage._stylesheets.values()) == [entry]  # the same object
+    assert storage._stylesheets[next(iter(storage._stylesheets))][0] is entry[0]
+
+
+def test_nothing_is_rewritten_without_the_middleware_serving(
+    static_tree: StaticTree,
+) -> None:
+    static_tree.write("img/i.png", b"i")
+    raw = b".a{background:url(img/i.png)}"
+    static_tree.write("s.css", raw)
+    assert FreshStaticFilesStorage().url("s.css") == f"/static/s.css?v={sha(raw)}"
+    with override_settings(MIDDLEWARE=MIDDLEWARE, FRESHSTATIC={"SERVE": False}):
+        assert FreshStaticFilesStorage().url("s.css") == f"/static/s.css?v={sha(raw)}"
+
+
+# -- SERVE = False: something else serves, the middleware vets ------------------------
+
+
+@pytest.fixture
+def behind_staticfiles_view(static_tree: StaticTree) -> Iterator[StaticTree]:
+    with override_settings(
+        MIDDLEWARE=MIDDLEWARE,
+        FRESHSTATIC={"SERVE": False},
+        ROOT_URLCONF="tests.urls_serve",
+        DEBUG=True,
+    ):
+        yield static_tree
+
+
+def test_serve_false_corrects_headers_of_the_view_that_serves(
+    behind_staticfiles_view: StaticTree,
+) -> None:
+    behind_staticfiles_view.write("a.js", b"served by the view")
+    url = FreshStaticFilesStorage().url("a.js")
+    fresh = get(url)
+    assert b"".join(fresh.streaming_content) == b"served by the view"
+    assert fresh["Cache-Control"] == IMMUTABLE
+    stale = get("/static/a.js?v=000000000000")
+    assert stale["Cache-Control"] == "no-cache"
+    assert (
+        stale["ETag"] == f'"{hashlib.sha256(b"served by the view").hexdigest()[:32]}"'
+    )
+
+
+def test_serve_false_passes_errors_through(behind_staticfiles_view: StaticTree) -> None:
+    assert get("/static/nope.js").status_code == 404
