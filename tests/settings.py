@@ -13,8 +13,8 @@ ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 USE_TZ = True
 
 INSTALLED_APPS = [
-    "django.contrib.staticfiles",
     "freshstatic",
+    "django.contrib.staticfiles",
     "tests.testapp",
 ]
 

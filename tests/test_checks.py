@@ -69,6 +69,21 @@ def test_default_configuration_is_clean() -> None:
         ({"FRESHSTATIC": {"WATCH": False}}, ["freshstatic.W003"]),
         (
             {
+                "MIDDLEWARE": ["freshstatic.middleware.FreshStaticMiddleware"],
+                "INSTALLED_APPS": ["django.contrib.staticfiles", "freshstatic"],
+            },
+            ["freshstatic.W005"],
+        ),
+        (
+            {
+                "MIDDLEWARE": ["freshstatic.middleware.FreshStaticMiddleware"],
+                "INSTALLED_APPS": ["freshstatic", "django.contrib.staticfiles"],
+            },
+            [],
+        ),
+        ({"FRESHSTATIC": {"SERVE": "yes", "STRICT": 1}}, ["freshstatic.E006"] * 2),
+        (
+            {
                 "STORAGES": staticfiles(
                     "django.contrib.staticfiles.storage.StaticFilesStorage"
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +50,18 @@ def test_page_urls_carry_the_hash_of_the_file_on_disk(runserver: str) -> None:
         on_disk = (EXAMPLE / "static" / name).read_bytes()
         assert digest == hashlib.sha256(on_disk).hexdigest()[:12]
     assert not (EXAMPLE / "staticfiles").exists()  # no collectstatic was run
+
+
+@pytest.mark.subprocess
+def test_debug_runserver_lets_the_middleware_serve(runserver: str) -> None:
+    html = fetch(runserver)
+    assert html is not None
+    css_url = f"/static/css/site.css?v={page_hashes(html)['css/site.css']}"
+    with urllib.request.urlopen(runserver.rstrip("/") + css_url) as response:  # noqa: S310
+        assert (
+            response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        )
+        assert response.read() == (EXAMPLE / "static/css/site.css").read_bytes()
 
 
 @pytest.mark.subprocess

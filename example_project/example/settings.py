@@ -17,12 +17,14 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "1") != "0"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 INSTALLED_APPS = [
-    "django.contrib.staticfiles",
+    # Above staticfiles, so that runserver lets the middleware serve.
     "freshstatic",
+    "django.contrib.staticfiles",
     "example",
 ]
 
-MIDDLEWARE: list[str] = []
+# Serves static files with safe cache headers, stylesheet references busted.
+MIDDLEWARE = ["freshstatic.middleware.FreshStaticMiddleware"]
 ROOT_URLCONF = "example.urls"
 DATABASES: dict[str, dict[str, str]] = {}
 

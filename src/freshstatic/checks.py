@@ -18,6 +18,7 @@ from freshstatic.conf import (
     hash_algorithm_error,
     hash_length_error,
     key_prefix_error,
+    middleware_serves,
     query_param_error,
     setting_errors,
 )
@@ -134,6 +135,7 @@ def check_storage(
                     id=check_id,
                 )
             )
+    messages.extend(_serving_messages())
     messages.extend(
         Error(
             error,
@@ -143,6 +145,25 @@ def check_storage(
         for error in setting_errors()
     )
     return messages
+
+
+def _serving_messages() -> list[CheckMessage]:
+    if setting_errors() or not middleware_serves():
+        return []
+    names = [config.name for config in apps.get_app_configs()]
+    if names.index("freshstatic") < names.index("django.contrib.staticfiles"):
+        return []
+    return [
+        Warning(
+            "FreshStaticMiddleware serves static files, but 'freshstatic' comes "
+            "after 'django.contrib.staticfiles' in INSTALLED_APPS, so under "
+            "runserver with DEBUG=True Django's own static handler answers "
+            "first: stylesheets are served without their rewritten references.",
+            hint="Put 'freshstatic' above 'django.contrib.staticfiles' in "
+            "INSTALLED_APPS.",
+            id="freshstatic.W005",
+        )
+    ]
 
 
 def watchstatic_messages(alias: str, shared: bool) -> list[CheckMessage]:

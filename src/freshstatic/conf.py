@@ -88,6 +88,14 @@ class Settings:
 conf = Settings()
 
 
+MIDDLEWARE_PATH = "freshstatic.middleware.FreshStaticMiddleware"
+
+
+def middleware_serves() -> bool:
+    """Whether FreshStaticMiddleware is installed and serves static files."""
+    return conf.SERVE and MIDDLEWARE_PATH in (settings.MIDDLEWARE or ())
+
+
 def setting_errors() -> list[str]:
     """Describe every invalid key or value in ``settings.FRESHSTATIC``."""
     user = getattr(settings, "FRESHSTATIC", None)

@@ -34,6 +34,7 @@ from freshstatic.conf import (
     hash_algorithm_error,
     hash_length_error,
     key_prefix_error,
+    middleware_serves,
     query_param_error,
 )
 from freshstatic.hashing import hash_stream
@@ -52,7 +53,6 @@ logger = logging.getLogger("freshstatic")
 MEMO_MAX_ENTRIES = 100_000
 # Rewritten stylesheets kept per storage, by file identity and generation.
 STYLESHEET_CACHE_ENTRIES = 512
-MIDDLEWARE_PATH = "freshstatic.middleware.FreshStaticMiddleware"
 WARNED_MAX_ENTRIES = 10_000
 
 _app_missing_warned = False
@@ -274,11 +274,7 @@ class FreshStaticMixin(_Base):
         reference carrying its own hash: when FreshStaticMiddleware serves
         files (``FRESHSTATIC["SERVE"]``, the default).
         """
-        return (
-            name.lower().endswith(".css")
-            and conf.SERVE
-            and (MIDDLEWARE_PATH in settings.MIDDLEWARE)
-        )
+        return name.lower().endswith(".css") and middleware_serves()
 
     def served_file(self, name: str) -> str | None:
         """The local file served for static ``name``, or None (never outside
