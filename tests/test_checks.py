@@ -41,6 +41,11 @@ def test_default_configuration_is_clean() -> None:
         ),
         ({"STORAGES": staticfiles(cache_alias="nope")}, ["freshstatic.E002"]),
         ({"STORAGES": staticfiles(hash_algorithm="sha999")}, ["freshstatic.E003"]),
+        ({"STORAGES": staticfiles(hash_algorithm="SHAKE_128")}, ["freshstatic.E003"]),
+        (
+            {"STORAGES": staticfiles(hash_algorithm="BLAKE2B", hash_length=200)},
+            ["freshstatic.E004"],
+        ),
         ({"STORAGES": staticfiles(hash_length=3)}, ["freshstatic.E004"]),
         (
             {"STORAGES": staticfiles(hash_algorithm="sha1", hash_length=41)},

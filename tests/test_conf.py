@@ -36,3 +36,20 @@ def test_settings_are_read_at_use_time(
     with override_settings(FRESHSTATIC=user):
         assert getattr(conf, key) == value
     assert getattr(conf, key) == (DEFAULTS[key] if key != "POLL" else None)
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        "not a dict",
+        {"WATCH": "sometimes", "POLL": "2s", "DEBOUNCE": -1, "GENERATION_TTL": "x"},
+    ],
+)
+def test_invalid_values_fall_back_to_defaults(user: object) -> None:
+    with override_settings(FRESHSTATIC=user):
+        assert (
+            "auto",
+            None,
+            DEFAULTS["DEBOUNCE"],
+            DEFAULTS["GENERATION_TTL"],
+        ) == (conf.WATCH, conf.POLL, conf.DEBOUNCE, conf.GENERATION_TTL)

@@ -411,3 +411,34 @@ def _audit(event: str, args: tuple[object, ...]) -> None:
 
 
 sys.addaudithook(_audit)
+
+
+def test_algorithm_names_are_case_insensitive(static_tree: StaticTree) -> None:
+    static_tree.write("a.css", b"a")
+    storage = FreshStaticFilesStorage(hash_algorithm="SHA256")
+    assert storage.url("a.css") == f"/static/a.css?v={sha(b'a')}"
+
+
+def test_a_fifo_is_never_opened(static_tree: StaticTree) -> None:
+    os.mkfifo(static_tree.plain / "pipe.css")  # opening it would block forever
+    assert FreshStaticFilesStorage().url("pipe.css") == "/static/pipe.css"
+
+
+def test_a_lone_surrogate_never_raises() -> None:
+    assert FreshStaticFilesStorage().url("\ud800.css").startswith("/static/")
+
+
+def test_single_storage_finders_are_static_roots(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "m.css").write_bytes(b"media")
+    with override_settings(
+        MEDIA_ROOT=str(media),
+        STATICFILES_FINDERS=[
+            "django.contrib.staticfiles.finders.FileSystemFinder",
+            "django.contrib.staticfiles.finders.DefaultStorageFinder",
+        ],
+    ):
+        assert (
+            FreshStaticFilesStorage().url("m.css") == f"/static/m.css?v={sha(b'media')}"
+        )

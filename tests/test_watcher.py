@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -513,3 +514,56 @@ def test_watcher_restarts_in_a_forked_child(static_tree: StaticTree) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_start_invalidates_what_changed_while_no_watcher_ran(
+    static_tree: StaticTree,
+) -> None:
+    static_tree.write("down.css", b"before the restart")
+    storage = FreshStaticFilesStorage()
+    assert storage.url("down.css") == fresh_url("down.css", b"before the restart")
+    static_tree.write("down.css", b"edited while nothing watched")
+    watcher = Watcher(debounce=0.05)
+    watcher.start()
+    try:
+        assert storage.url("down.css") == fresh_url(
+            "down.css", b"edited while nothing watched"
+        )
+    finally:
+        watcher.stop()
+
+
+def test_stop_flushes_the_waiting_batch(
+    static_tree: StaticTree, batches: Batches
+) -> None:
+    watcher = Watcher(debounce=30)
+    watcher.start()
+    static_tree.write("late.css", b"late")
+    wait_for(lambda: watcher._pending, message="the event to be queued")
+    watcher.stop()
+    assert batches.until("late.css")
+
+
+def test_a_root_deleted_and_recreated_is_watched_again(
+    static_tree: StaticTree, batches: Batches
+) -> None:
+    watcher = Watcher(debounce=0.05, supervise_seconds=0.05)
+    watcher.start()
+    try:
+        shutil.rmtree(static_tree.plain)
+        wait_for(
+            lambda: ("", str(static_tree.plain)) not in watcher.roots, message="drop"
+        )
+        static_tree.plain.mkdir()
+        wait_for(
+            lambda: ("", str(static_tree.plain)) in watcher.roots, message="re-add"
+        )
+        storage = FreshStaticFilesStorage()
+        static_tree.write("rebuilt.css", b"one")
+        batches.until("rebuilt.css")
+        assert storage.url("rebuilt.css") == fresh_url("rebuilt.css", b"one")
+        static_tree.write("rebuilt.css", b"two")
+        batches.until("rebuilt.css")
+        assert storage.url("rebuilt.css") == fresh_url("rebuilt.css", b"two")
+    finally:
+        watcher.stop()

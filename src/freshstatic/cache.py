@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import secrets
 import threading
 import weakref
@@ -27,6 +28,7 @@ from django.core.cache import BaseCache, caches
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 
+from freshstatic import locations
 from freshstatic.conf import conf
 from freshstatic.signals import static_changed
 
@@ -200,6 +202,18 @@ class HashCache:
             logger.warning("The cache %r answers again.", self.alias)
 
 
+def _reset_locks_after_fork() -> None:
+    # A lock held by another thread at fork() would stay held in the child.
+    global _instances_lock
+    _instances_lock = threading.Lock()
+    for hash_cache in list(_instances):
+        hash_cache._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
 def _new_generation() -> str:
     return secrets.token_hex(8)
 
@@ -226,6 +240,7 @@ def rotate_all() -> bool:
         key = (hash_cache.alias, hash_cache.prefix)
         if key not in rotated:
             rotated[key] = hash_cache.rotate()
+    locations.forget_real_roots()
     for hash_cache in instances:
         hash_cache.expire()
     return all(rotated.values())

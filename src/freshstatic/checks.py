@@ -151,7 +151,11 @@ def _serving_messages() -> list[CheckMessage]:
     if setting_errors() or not middleware_serves():
         return []
     names = [config.name for config in apps.get_app_configs()]
-    if names.index("freshstatic") < names.index("django.contrib.staticfiles"):
+    if (
+        "freshstatic" not in names
+        or "django.contrib.staticfiles" not in names
+        or names.index("freshstatic") < names.index("django.contrib.staticfiles")
+    ):
         return []
     return [
         Warning(

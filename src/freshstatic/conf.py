@@ -49,18 +49,31 @@ MIN_HASH_LENGTH = 6
 class Settings:
     """Typed, call-time view of ``settings.FRESHSTATIC`` merged over DEFAULTS."""
 
+    # An invalid value (reported by the freshstatic.E006 check) falls back to
+    # the default, so that a typo never takes pages down.
+
     def _get(self, key: str) -> Any:
-        user = getattr(settings, "FRESHSTATIC", None) or {}
-        return user.get(key, DEFAULTS[key])
+        user = getattr(settings, "FRESHSTATIC", None)
+        return user.get(key, DEFAULTS[key]) if isinstance(user, dict) else DEFAULTS[key]
+
+    def _seconds(self, key: str, minimum: float = 0.0) -> float:
+        value = self._get(key)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or value < minimum
+        ):
+            return float(DEFAULTS[key])
+        return float(value)
 
     @property
     def WATCH(self) -> bool | Literal["auto"]:
         value = self._get("WATCH")
-        return "auto" if value == "auto" else bool(value)
+        return value if isinstance(value, bool) else "auto"
 
     @property
     def DEBOUNCE(self) -> float:
-        return float(self._get("DEBOUNCE"))
+        return self._seconds("DEBOUNCE")
 
     @property
     def POLL(self) -> float | None:
@@ -68,13 +81,17 @@ class Settings:
         value = self._get("POLL")
         if value is True:
             return 1.0
-        if value is False or value is None:
-            return None
-        return float(value)
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and value > 0
+        ):
+            return float(value)
+        return None
 
     @property
     def GENERATION_TTL(self) -> float:
-        return float(self._get("GENERATION_TTL"))
+        return self._seconds("GENERATION_TTL")
 
     @property
     def STRICT(self) -> bool:
@@ -135,7 +152,7 @@ def setting_errors() -> list[str]:
 def hash_algorithm_error(algorithm: object) -> str | None:
     if (
         not isinstance(algorithm, str)
-        or algorithm in _UNSUPPORTED_ALGORITHMS
+        or algorithm.lower() in _UNSUPPORTED_ALGORITHMS
         or algorithm.lower() not in hashlib.algorithms_available
     ):
         return (
@@ -148,7 +165,7 @@ def hash_algorithm_error(algorithm: object) -> str | None:
 def hash_length_error(length: object, algorithm: str) -> str | None:
     if hash_algorithm_error(algorithm) is not None:
         return None
-    maximum = hashlib.new(algorithm).digest_size * 2
+    maximum = hashlib.new(algorithm.lower()).digest_size * 2
     if (
         isinstance(length, bool)
         or not isinstance(length, int)

@@ -8,11 +8,14 @@ staticfiles finders. Nothing here reads a file.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import posixpath
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import PureWindowsPath
+from typing import IO
 
 from django.apps import apps
 from django.contrib.staticfiles import utils
@@ -46,14 +49,21 @@ def finder_roots() -> list[tuple[str, str]]:
         # FileSystemFinder: STATICFILES_DIRS as (prefix, root) pairs.
         for prefix, root in getattr(finder, "locations", None) or ():
             roots.append((prefix or "", os.path.abspath(root)))
-        # AppDirectoriesFinder (and finders like it): one storage per folder.
+        # AppDirectoriesFinder (and finders like it): one storage per folder;
+        # BaseStorageFinder subclasses (DefaultStorageFinder): one storage.
         storages = getattr(finder, "storages", None)
-        if isinstance(storages, dict):
-            for storage in storages.values():
-                location = getattr(storage, "location", None)
-                if location:
-                    prefix = getattr(storage, "prefix", None) or ""
-                    roots.append((prefix, os.path.abspath(location)))
+        finder_storages = list(storages.values()) if isinstance(storages, dict) else []
+        single = getattr(finder, "storage", None)
+        if single is not None:
+            finder_storages.append(single)
+        for storage in finder_storages:
+            # base_location: the configured folder; location alone would turn
+            # an unset one ("") into the current directory.
+            if getattr(storage, "base_location", None) and getattr(
+                storage, "location", None
+            ):
+                prefix = getattr(storage, "prefix", None) or ""
+                roots.append((prefix, os.path.abspath(storage.location)))
     return roots
 
 
@@ -75,6 +85,26 @@ def allowed_roots(storage: Storage) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=16)
 def _real_roots(roots: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(os.path.realpath(root) for root in roots)
+
+
+def forget_real_roots() -> None:
+    """Resolve the roots' symlinks anew (a `current -> release` switch)."""
+    _real_roots.cache_clear()
+
+
+def open_regular(path: str) -> IO[bytes]:
+    """
+    Open ``path`` for reading only if it is a regular file: never block on a
+    FIFO or read a device that was put where a static file should be.
+    """
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def within(path: str, roots: Iterable[str]) -> bool:

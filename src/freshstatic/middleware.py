@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import mimetypes
 import os
-import stat
 from collections.abc import Callable
 from typing import IO, cast
 from urllib.parse import urlsplit
@@ -37,6 +36,7 @@ from django.http import (
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.utils.http import http_date, parse_http_date_safe, quote_etag
 
+from freshstatic import locations
 from freshstatic.conf import conf
 from freshstatic.hashing import hash_stream
 from freshstatic.storage import FreshStaticMixin
@@ -82,12 +82,9 @@ class FreshStaticMiddleware:
         path = storage.served_file(name)
         if path is None:
             return HttpResponseNotFound()
-        stream = open(path, "rb")  # noqa: SIM115 (FileResponse closes it)
+        stream = locations.open_regular(path)
         try:
             info = os.fstat(stream.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                stream.close()
-                return HttpResponseNotFound()
             content_type = _content_type(path)
             response: HttpResponseBase
             if storage.rewrites_stylesheet(name):
@@ -126,7 +123,7 @@ class FreshStaticMiddleware:
         mtime = None
         if path is not None:
             try:
-                with open(path, "rb") as stream:
+                with locations.open_regular(path) as stream:
                     info = os.fstat(stream.fileno())
                     digest = _file_digest(storage, path, stream, info)
                     mtime = info.st_mtime

@@ -198,7 +198,12 @@ class FreshStaticMixin(_Base):
     def _hashed_url(self, name: str, state: State, digest: str | None) -> str:
         rest, fragment_sep, fragment = name.partition("#")
         path, query_sep, query = rest.partition("?")
-        base, _, parent_query = super().url(path).partition("?")
+        try:
+            parent = super().url(path)
+        except UnicodeEncodeError:
+            # A lone surrogate: Django's own url() fails; answer all the same.
+            parent = super().url(path.encode("utf-8", "replace").decode())
+        base, _, parent_query = parent.partition("?")
         params = [part for part in (parent_query, query) if part]
         if digest is not None:
             params.append(f"{self.query_param}={digest[: self.hash_length]}")
@@ -220,7 +225,7 @@ class FreshStaticMixin(_Base):
             if kind == "storage":  # served by the storage itself, as it is
                 with self.open(location, "rb") as stream:
                     return hash_stream(stream, self.hash_algorithm)
-            with open(location, "rb") as stream:
+            with locations.open_regular(location) as stream:
                 if self.rewrites_stylesheet(name):
                     return self._stylesheet(name, stream, state)[1]
                 return hash_stream(stream, self.hash_algorithm)
@@ -259,12 +264,15 @@ class FreshStaticMixin(_Base):
                 local = self.path(name)
             except NotImplementedError:
                 return ("storage", name)
-            if not os.path.exists(local):
+            if not os.path.lexists(local):
                 return ("storage", name)  # e.g. InMemoryStorage
             if os.path.isfile(local):
                 return ("local", _confined(local, roots))
+            # A folder or a broken symlink: not a file to serve.
         path = locations.first_match(name)
-        return None if path is None else ("local", _confined(path, roots))
+        if path is None or not os.path.isfile(path):
+            return None
+        return ("local", _confined(path, roots))
 
     # -- stylesheets ----------------------------------------------------------------
 

@@ -143,20 +143,24 @@ class Watcher:
                 target=self._supervise, name="freshstatic-watcher", daemon=True
             )
             self._supervisor.start()
+        # Files may have changed while no watcher ran (a restart, a deploy):
+        # hashes that a shared cache kept from before cannot be trusted.
+        self._rotation_pending = not _rotate()
 
     def stop(self) -> None:
         with self._lock:
             self._stopping.set()
             with self._batch_lock:
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-                self._pending.clear()
+                timer, self._timer = self._timer, None
+                if timer is not None:
+                    timer.cancel()
             self._stop_observer()
-            if self._supervisor is not None:
-                if self._supervisor is not threading.current_thread():
-                    self._supervisor.join(timeout=10)
-                self._supervisor = None
+            supervisor, self._supervisor = self._supervisor, None
+        # Joined outside the lock, which the supervisor takes.
+        for thread in (supervisor, timer):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=10)
+        self._flush()  # a batch still waiting for its debounce is not lost
 
     # -- the observer -----------------------------------------------------------
 
@@ -213,6 +217,12 @@ class Watcher:
         if observer is not None:
             _stop_quietly(observer)
 
+    def _restart_observer(self) -> None:
+        self._stop_observer()
+        self._start_observer()
+        # Whatever changed while it was not watched is unknown.
+        self._batch(None)
+
     def _observer_healthy(self) -> bool:
         observer = self._observer
         if observer is None or not observer.is_alive():
@@ -227,10 +237,12 @@ class Watcher:
                         return
                     if not self._observer_healthy():
                         logger.error("The static file watcher stopped; restarting it.")
-                        self._stop_observer()
-                        self._start_observer()
-                        # Whatever changed while it was down is unknown.
-                        self._batch(None)
+                        self._restart_observer()
+                    elif watched_roots() != self.roots:
+                        # A root deleted and recreated (rm -rf dist && build),
+                        # or created after start (STATIC_ROOT).
+                        logger.info("The static folders changed; watching them anew.")
+                        self._restart_observer()
                 if self._rotation_pending:
                     self._retry_rotation()
             except Exception:
@@ -275,11 +287,12 @@ class Watcher:
             self._rotation_pending = True
 
     def _retry_rotation(self) -> None:
-        from freshstatic.cache import rotate_all
-
-        if rotate_all():
-            self._rotation_pending = False
+        # Cleared first: a failure recorded meanwhile must not be overwritten.
+        self._rotation_pending = False
+        if _rotate():
             logger.warning("Static hashes invalidated after the cache came back.")
+        else:
+            self._rotation_pending = True
 
 
 class _Handler(FileSystemEventHandler):
@@ -346,6 +359,20 @@ def _invalidate(names: tuple[str, ...] | None) -> bool:
     return freshstatic.invalidate(names)
 
 
+def _rotate() -> bool:
+    """Start a new generation, without a static_changed signal."""
+    from django.core.files.storage import storages
+
+    from freshstatic.cache import rotate_all
+
+    try:
+        storages["staticfiles"]  # so that its cache is known to rotate_all()
+        return rotate_all()
+    except Exception:
+        logger.exception("Invalidating static hashes failed.")
+        return False
+
+
 # -- the process's watcher ------------------------------------------------------
 
 _watcher: Watcher | None = None
@@ -388,7 +415,8 @@ def _restart_after_fork() -> None:
         start(**_watcher_options)
 
 
-os.register_at_fork(after_in_child=_restart_after_fork)
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_restart_after_fork)
 atexit.register(stop)
 
 
