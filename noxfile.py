@@ -8,7 +8,13 @@ nox.options.sessions = ["lint", "tests", "coverage"]
 nox.options.reuse_venv = "yes"
 
 DJANGO_VERSIONS = {"4.2": "Django>=4.2,<5.0", "5.2": "Django>=5.2,<6.0"}
-TEST_DEPS = ["pytest>=8", "pytest-django>=4.8", "coverage[toml]>=7.10", "gunicorn>=22"]
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-django>=4.8",
+    "coverage[toml]>=7.10",
+    "gunicorn>=22",
+    "whitenoise>=6.6",
+]
 
 
 @nox.session

@@ -329,3 +329,58 @@ def test_serve_false_corrects_headers_of_the_view_that_serves(
 
 def test_serve_false_passes_errors_through(behind_staticfiles_view: StaticTree) -> None:
     assert get("/static/nope.js").status_code == 404
+
+
+# -- SERVE = False in front of WhiteNoise ------------------------------------------
+
+
+def whitenoise_settings(autorefresh: bool) -> Any:
+    return override_settings(
+        MIDDLEWARE=[*MIDDLEWARE, "whitenoise.middleware.WhiteNoiseMiddleware"],
+        FRESHSTATIC={"SERVE": False},
+        WHITENOISE_USE_FINDERS=True,
+        WHITENOISE_AUTOREFRESH=autorefresh,
+    )
+
+
+def test_whitenoise_with_autorefresh_gets_immutable_for_fresh_urls(
+    static_tree: StaticTree,
+) -> None:
+    static_tree.write("w.js", b"one")
+    with whitenoise_settings(autorefresh=True):
+        client = Client()
+        storage = FreshStaticFilesStorage()
+        first = client.get(storage.url("w.js"))
+        assert b"".join(first.streaming_content) == b"one"
+        assert first["Cache-Control"] == IMMUTABLE
+        static_tree.write("w.js", b"two, longer")
+        freshstatic_invalidate()
+        second = client.get(storage.url("w.js"))
+        assert b"".join(second.streaming_content) == b"two, longer"
+        assert second["Cache-Control"] == IMMUTABLE
+        assert client.get("/static/w.js?v=000000000000")["Cache-Control"] == "no-cache"
+
+
+def test_whitenoise_without_autorefresh_is_caught_serving_a_stale_copy(
+    static_tree: StaticTree, caplog: pytest.LogCaptureFixture
+) -> None:
+    """WhiteNoise indexes files at start-up; an edit then goes out with the
+    old length. The middleware notices and never marks it immutable."""
+    static_tree.write("w.js", b"one")
+    with whitenoise_settings(autorefresh=False):
+        client = Client()
+        storage = FreshStaticFilesStorage()
+        assert client.get(storage.url("w.js"))["Cache-Control"] == IMMUTABLE
+        static_tree.write("w.js", b"two, longer")
+        freshstatic_invalidate()
+        with caplog.at_level(logging.WARNING, logger="freshstatic"):
+            stale = client.get(storage.url("w.js"))
+        assert stale["Content-Length"] == "3"  # WhiteNoise's start-up length
+        assert stale["Cache-Control"] == "no-cache"
+        assert "does not match the file on disk" in caplog.text
+
+
+def freshstatic_invalidate() -> None:
+    import freshstatic
+
+    freshstatic.invalidate()
