@@ -124,20 +124,20 @@ def _gunicorn(tmp_path: Path, port: int, *args: str, **env: str) -> ServerProces
     )
 
 
-def _wait_every_worker_renders(base: str, css_hash: str, workers: set[int]) -> None:
+def _wait_every_worker_renders(base: str, script_hash: str, workers: set[int]) -> None:
     """Fetch (concurrently, to reach every worker) until each known worker's
-    latest page links the stylesheet with ``css_hash``."""
+    latest page links the script with ``script_hash``."""
     latest: dict[int, str] = {}
 
     def every_worker_fresh() -> bool:
         with ThreadPoolExecutor(2 * len(workers)) as pool:
             for html in pool.map(lambda _: fetch(base), range(2 * len(workers))):
                 if html is not None:
-                    latest[page_pid(html)] = page_hashes(html)["css/site.css"]
-        return all(latest.get(pid) == css_hash for pid in workers)
+                    latest[page_pid(html)] = page_hashes(html)["js/app.js"]
+        return all(latest.get(pid) == script_hash for pid in workers)
 
     wait_for(
-        every_worker_fresh, timeout=60, message=f"every worker to render {css_hash}"
+        every_worker_fresh, timeout=60, message=f"every worker to render {script_hash}"
     )
 
 
@@ -155,10 +155,10 @@ def _workers(base: str) -> set[int]:
     return pids
 
 
-def _edit_css(static: Path) -> str:
-    css = static / "css" / "site.css"
-    css.write_text(css.read_text().replace("#1f6feb", "#2da44e"))
-    return hashlib.sha256(css.read_bytes()).hexdigest()[:12]
+def _edit_script(static: Path) -> str:
+    script = static / "js" / "app.js"
+    script.write_text(script.read_text() + "\n// edited\n")
+    return hashlib.sha256(script.read_bytes()).hexdigest()[:12]
 
 
 @pytest.mark.redis
@@ -183,11 +183,11 @@ def test_gunicorn_workers_follow_watchstatic_through_redis(
         command.wait_output("Ctrl-C to stop")
         assert "W004" not in command.output()  # Redis is shared
         workers = _workers(base)
-        before = page_hashes(fetch(base) or "")["css/site.css"]
+        before = page_hashes(fetch(base) or "")["js/app.js"]
         _wait_every_worker_renders(base, before, workers)
-        after = _edit_css(static)
+        after = _edit_script(static)
         assert after != before
-        command.wait_output(f"css/site.css -> /static/css/site.css?v={after}")
+        command.wait_output(f"js/app.js -> /static/js/app.js?v={after}")
         _wait_every_worker_renders(base, after, workers)
     finally:
         assert command.stop() == 0, command.output()
@@ -208,11 +208,11 @@ def test_preloaded_gunicorn_workers_each_run_a_watcher(tmp_path: Path) -> None:
     )
     try:
         workers = _workers(base)
-        before = page_hashes(fetch(base) or "")["css/site.css"]
+        before = page_hashes(fetch(base) or "")["js/app.js"]
         # Per-process LocMem caches: only each worker's own watcher (started
         # again after fork) can have invalidated its memo.
         _wait_every_worker_renders(base, before, workers)
-        after = _edit_css(static)
+        after = _edit_script(static)
         assert after != before
         _wait_every_worker_renders(base, after, workers)
     finally:
