@@ -14,6 +14,7 @@ TEST_DEPS = [
     "coverage[toml]>=7.10",
     "gunicorn>=22",
     "whitenoise>=6.6",
+    "selenium>=4.20",
 ]
 
 

@@ -36,6 +36,15 @@ ensure_venv() {
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 }
 
+ensure_browser() {
+    # Debian's Chromium and its driver: the browser tests use them as they are
+    # (no browser download at run time).
+    if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+        echo "Installing chromium and chromium-driver from Debian's packages..."
+        apt_install chromium chromium-driver
+    fi
+}
+
 ensure_redis() {
     if ! command -v redis-server >/dev/null 2>&1; then
         echo "Installing redis-server from Debian's packages..."
