@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "coverage"]
+nox.options.sessions = ["lint", "docs", "tests", "coverage"]
 nox.options.reuse_venv = "yes"
 
 DJANGO_VERSIONS = {"4.2": "Django>=4.2,<5.0", "5.2": "Django>=5.2,<6.0"}
@@ -32,6 +32,21 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    session.install("sphinx>=7", "furo>=2024.1", "myst-parser>=3")
+    session.run(
+        "sphinx-build",
+        "-W",
+        "--keep-going",
+        "-q",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
+    )
 
 
 @nox.session

@@ -19,7 +19,7 @@ from typing import IO
 
 from django.apps import apps
 from django.contrib.staticfiles import utils
-from django.contrib.staticfiles.finders import get_finders
+from django.contrib.staticfiles.finders import BaseFinder, get_finders
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 
@@ -44,8 +44,14 @@ def clean_name(name: str) -> str | None:
 
 def finder_roots() -> list[tuple[str, str]]:
     """Every (prefix, absolute folder) the configured finders look in."""
+    finders = tuple(get_finders())  # the same objects until settings change
+    return list(_finder_roots(finders))
+
+
+@functools.lru_cache(maxsize=4)
+def _finder_roots(finders: tuple[BaseFinder, ...]) -> tuple[tuple[str, str], ...]:
     roots: list[tuple[str, str]] = []
-    for finder in get_finders():
+    for finder in finders:
         # FileSystemFinder: STATICFILES_DIRS as (prefix, root) pairs.
         for prefix, root in getattr(finder, "locations", None) or ():
             roots.append((prefix or "", os.path.abspath(root)))
@@ -64,7 +70,7 @@ def finder_roots() -> list[tuple[str, str]]:
             ):
                 prefix = getattr(storage, "prefix", None) or ""
                 roots.append((prefix, os.path.abspath(storage.location)))
-    return roots
+    return tuple(roots)
 
 
 def storage_location(storage: Storage) -> str | None:
@@ -109,11 +115,38 @@ def open_regular(path: str) -> IO[bytes]:
 
 def within(path: str, roots: Iterable[str]) -> bool:
     """Whether ``path``, symlinks resolved, is inside one of ``roots``."""
-    real = os.path.realpath(path)
-    for root in _real_roots(tuple(roots)):
-        if real.startswith(root.rstrip(os.sep) + os.sep):
-            return True
-    return False
+    return _inside(os.path.realpath(path), roots)
+
+
+def _inside(real: str, roots: Iterable[str]) -> bool:
+    return any(
+        real.startswith(root.rstrip(os.sep) + os.sep)
+        for root in _real_roots(tuple(roots))
+    )
+
+
+class OutsideRoots(PermissionError):
+    """A static name resolved to a file outside every static root."""
+
+
+def open_within(path: str, roots: Iterable[str]) -> IO[bytes]:
+    """
+    Open the regular file at ``path`` if what was opened, symlinks resolved,
+    lies inside ``roots``; else raise OutsideRoots (or OSError). The check is
+    made on the open file itself, so a path swapped meanwhile cannot escape.
+    """
+    stream = open_regular(path)
+    try:
+        try:  # the kernel's name for the open file (Linux): one syscall
+            real = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+        except OSError:  # pragma: no cover (other systems)
+            real = os.path.realpath(path)
+        if not _inside(real, roots):
+            raise OutsideRoots(real)
+        return stream
+    except BaseException:
+        stream.close()
+        raise
 
 
 def first_match(name: str) -> str | None:

@@ -82,7 +82,7 @@ class FreshStaticMiddleware:
         path = storage.served_file(name)
         if path is None:
             return HttpResponseNotFound()
-        stream = locations.open_regular(path)
+        stream = locations.open_within(path, locations.allowed_roots(storage))
         try:
             info = os.fstat(stream.fileno())
             content_type = _content_type(path)
@@ -123,7 +123,9 @@ class FreshStaticMiddleware:
         mtime = None
         if path is not None:
             try:
-                with locations.open_regular(path) as stream:
+                with locations.open_within(
+                    path, locations.allowed_roots(storage)
+                ) as stream:
                     info = os.fstat(stream.fileno())
                     digest = _file_digest(storage, path, stream, info)
                     mtime = info.st_mtime

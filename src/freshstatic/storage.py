@@ -129,11 +129,36 @@ class FreshStaticMixin(_Base):
         progress: Callable[[int], None] | None = None,
     ) -> dict[str, str | None]:
         """
-        Hash many files at once, in ``workers`` threads (one per core by
-        default), store the hashes in the cache, and return each name's URL,
-        or None for a name with no file. ``progress(n)`` is called as files
-        are done.
+        Like ``hash_names()``, and return each name's URL (None for a name
+        with no file).
         """
+        state, digests = self._hash_names(names, workers, progress)
+        return {
+            name: self._hashed_url(name, state, digest) if digest else None
+            for name, digest in digests.items()
+        }
+
+    def hash_names(
+        self,
+        names: Iterable[str],
+        *,
+        workers: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, str | None]:
+        """
+        Hash many files at once, in ``workers`` threads (one per core by
+        default), and store the hashes in the cache; return each name's full
+        hex digest, or None for a name with no file. ``progress(n)`` is called
+        as files are done.
+        """
+        return self._hash_names(names, workers, progress)[1]
+
+    def _hash_names(
+        self,
+        names: Iterable[str],
+        workers: int | None,
+        progress: Callable[[int], None] | None,
+    ) -> tuple[State, dict[str, str | None]]:
         state = self.hash_cache.refresh()
         wanted = list(dict.fromkeys(names))
         clean = {name: locations.clean_name(name) for name in wanted}
@@ -151,22 +176,29 @@ class FreshStaticMixin(_Base):
         if progress is not None and len(wanted) > len(todo):
             progress(len(wanted) - len(todo))
         computed: dict[str, str] = {}
-        # hashlib and file reads release the GIL, so threads use every core.
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            results = pool.map(
-                lambda name: self._compute(str(clean[name]), state), todo
-            )
-            for name, digest in zip(todo, results, strict=True):
-                digests[name] = digest
-                if digest is not None:
-                    computed[name_keys[name]] = digest
+        # hashlib and file reads release the GIL, so threads use every core;
+        # one long task per thread keeps the pool's own overhead out of it.
+        threads = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+        chunks = [todo[index::threads] for index in range(threads)]
+        progress_lock = threading.Lock()
+
+        def hash_chunk(chunk: list[str]) -> list[tuple[str, str | None]]:
+            results = []
+            for name in chunk:
+                results.append((name, self._compute(str(clean[name]), state)))
                 if progress is not None:
-                    progress(1)
+                    with progress_lock:
+                        progress(1)
+            return results
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for results in pool.map(hash_chunk, chunks):
+                for name, digest in results:
+                    digests[name] = digest
+                    if digest is not None:
+                        computed[name_keys[name]] = digest
         self.hash_cache.set_many(state, computed)
-        return {
-            name: self._hashed_url(name, state, digest) if digest else None
-            for name, digest in digests.items()
-        }
+        return state, digests
 
     # -- the cold path ------------------------------------------------------------
 
@@ -225,11 +257,13 @@ class FreshStaticMixin(_Base):
             if kind == "storage":  # served by the storage itself, as it is
                 with self.open(location, "rb") as stream:
                     return hash_stream(stream, self.hash_algorithm)
-            with locations.open_regular(location) as stream:
+            with locations.open_within(
+                location, locations.allowed_roots(self)
+            ) as stream:
                 if self.rewrites_stylesheet(name):
                     return self._stylesheet(name, stream, state)[1]
                 return hash_stream(stream, self.hash_algorithm)
-        except _OutsideRoots as exc:
+        except locations.OutsideRoots as exc:
             self._warn_once(
                 name,
                 "Static file %r resolves to %r, outside the static locations "
@@ -252,9 +286,8 @@ class FreshStaticMixin(_Base):
         What will be served for ``name``: ``("storage", name)`` for the
         storage's own copy when it is not a local file (S3...), otherwise
         ``("local", path)``: the storage's own file, else the finders' first
-        match. Raises _OutsideRoots for a file outside every static root.
+        match. Confinement is checked when the file is opened.
         """
-        roots = locations.allowed_roots(self)
         try:
             own = self.exists(name)
         except (ImproperlyConfigured, SuspiciousFileOperation):
@@ -267,12 +300,10 @@ class FreshStaticMixin(_Base):
             if not os.path.lexists(local):
                 return ("storage", name)  # e.g. InMemoryStorage
             if os.path.isfile(local):
-                return ("local", _confined(local, roots))
+                return ("local", local)
             # A folder or a broken symlink: not a file to serve.
         path = locations.first_match(name)
-        if path is None or not os.path.isfile(path):
-            return None
-        return ("local", _confined(path, roots))
+        return None if path is None else ("local", path)
 
     # -- stylesheets ----------------------------------------------------------------
 
@@ -294,7 +325,10 @@ class FreshStaticMixin(_Base):
             source = self._source(clean_name)
         except Exception:
             return None
-        return source[1] if source is not None and source[0] == "local" else None
+        if source is None or source[0] != "local":
+            return None
+        path = source[1]
+        return path if locations.within(path, locations.allowed_roots(self)) else None
 
     def stylesheet(self, name: str, stream: IO[bytes]) -> tuple[bytes, str]:
         """The rewritten body of stylesheet ``name`` read from ``stream``,
@@ -383,16 +417,6 @@ class FreshStaticMixin(_Base):
 
 class FreshStaticFilesStorage(FreshStaticMixin, StaticFilesStorage):
     """``StaticFilesStorage`` whose URLs carry the content hash: no collectstatic."""
-
-
-class _OutsideRoots(Exception):
-    pass
-
-
-def _confined(path: str, roots: tuple[str, ...]) -> str:
-    if not locations.within(path, roots):
-        raise _OutsideRoots(os.path.realpath(path))
-    return path
 
 
 # The stylesheets being rewritten in this thread, to stop @import cycles.

@@ -74,8 +74,15 @@ class Command(BaseCommand):
             )
 
         started = time.perf_counter()
+        urls: dict[str, str | None]
         progress = self._progress(len(names)) if options["all"] else None
-        urls = storage.urls(names, workers=options["workers"], progress=progress)
+        if options["all"] and not options["json"]:
+            # A warm-up: the hashes go to the cache, no URL is printed.
+            urls = storage.hash_names(
+                names, workers=options["workers"], progress=progress
+            )
+        else:
+            urls = storage.urls(names, workers=options["workers"], progress=progress)
         elapsed = time.perf_counter() - started
         missing = [name for name, url in urls.items() if url is None]
         for name in missing:
