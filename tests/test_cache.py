@@ -286,3 +286,25 @@ def test_redis_outage_degrades_and_recovers(
         state = storage.hash_cache.state
         assert state.generation is not None
         assert caches["default"].get(storage.hash_cache.key(state, "sha256:a.css"))
+
+
+@pytest.mark.redis
+def test_rotations_reach_other_processes_at_once_through_pub_sub(
+    static_tree: StaticTree, redis_cache: RedisServer
+) -> None:
+    """With a long GENERATION_TTL, only the announcement can bring the news."""
+    static_tree.write("a.css", b"v1")
+    with override_settings(FRESHSTATIC={"GENERATION_TTL": 3600}):
+        process_a, process_b = FreshStaticFilesStorage(), FreshStaticFilesStorage()
+        assert process_b.url("a.css") == f"/static/a.css?v={sha(b'v1')}"
+        static_tree.write("a.css", b"v2")
+        # Let B's listener subscribe, then rotate in A (as another process).
+        wait_for(
+            lambda: redis_cache.command("PUBSUB", "NUMSUB", "freshstatic:rotated")[1]
+        )
+        assert process_a.hash_cache.rotate()
+        wait_for(
+            lambda: process_b.url("a.css") == f"/static/a.css?v={sha(b'v2')}",
+            timeout=10,
+            message="the announcement to reach process B",
+        )

@@ -28,7 +28,7 @@ from django.core.cache import BaseCache, caches
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 
-from freshstatic import locations
+from freshstatic import broadcast, locations
 from freshstatic.conf import conf
 from freshstatic.signals import static_changed
 
@@ -94,6 +94,8 @@ class HashCache:
                 deadline = math.inf
             else:
                 deadline = now + conf.GENERATION_TTL
+                if generation is not None:
+                    self._listen()
             if generation is not None and generation == state.generation:
                 state.deadline = deadline
                 return state
@@ -107,13 +109,23 @@ class HashCache:
 
     def rotate(self) -> bool:
         """Start a new generation for every process sharing the cache."""
+        generation = _new_generation()
         try:
-            self.backend().set(self.generation_key, _new_generation(), timeout=None)
+            backend = self.backend()
+            backend.set(self.generation_key, generation, timeout=None)
+            if broadcast.supports(backend):
+                broadcast.announce(self.alias, self.prefix, generation)
         except Exception as exc:
             self._failed(exc)
             return False
         self._recovered()
         return True
+
+    def _listen(self) -> None:
+        """With Redis, hear other processes' rotations as they happen."""
+        if broadcast.supports(self.backend()):
+            alias, prefix = self.alias, self.prefix
+            broadcast.listen(alias, prefix, lambda: _expire_matching(alias, prefix))
 
     def _read_generation(self) -> str | None:
         try:
@@ -221,6 +233,12 @@ def _new_generation() -> str:
 def _live_instances() -> list[HashCache]:
     with _instances_lock:
         return list(_instances)
+
+
+def _expire_matching(alias: str, prefix: str) -> None:
+    for hash_cache in _live_instances():
+        if hash_cache.alias == alias and hash_cache.prefix == prefix:
+            hash_cache.expire()
 
 
 def expire_all() -> None:

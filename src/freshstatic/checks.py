@@ -131,7 +131,7 @@ def check_storage(
             messages.append(
                 Error(
                     f"{STORAGE_SETTING}['OPTIONS']: {error}",
-                    hint="See the storage options in the README.",
+                    hint="See the storage options in docs/configuration.md.",
                     id=check_id,
                 )
             )
@@ -139,7 +139,7 @@ def check_storage(
     messages.extend(
         Error(
             error,
-            hint="See the FRESHSTATIC settings in the README.",
+            hint="See the FRESHSTATIC settings in docs/configuration.md.",
             id="freshstatic.E006",
         )
         for error in setting_errors()
