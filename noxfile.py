@@ -15,6 +15,7 @@ TEST_DEPS = [
     "gunicorn>=22",
     "whitenoise>=6.6",
     "selenium>=4.20",
+    "hypothesis>=6.100",
 ]
 
 
