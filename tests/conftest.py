@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,3 +267,31 @@ def page_pid(html: str) -> int:
     match = re.search(r"Rendered by process (\d+)", html)
     assert match, html
     return int(match[1])
+
+
+_AUDIT_SINKS: list[list[str]] = []
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if event != "open" or not _AUDIT_SINKS or not isinstance(args[0], (str, bytes)):
+        return
+    flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+    if flags & getattr(os, "O_PATH", 0):
+        return  # an O_PATH descriptor: it can neither read nor block
+    path = os.fsdecode(args[0])
+    if path.startswith("/proc/self/fd/"):
+        path = os.readlink(path)  # the file actually about to be opened
+    for sink in _AUDIT_SINKS:
+        sink.append(path)
+
+
+sys.addaudithook(_audit)  # a real audit hook: every file this process opens
+
+
+@pytest.fixture
+def opened_paths() -> Iterator[list[str]]:
+    """Every path this process opens during the test."""
+    opened: list[str] = []
+    _AUDIT_SINKS.append(opened)
+    yield opened
+    _AUDIT_SINKS.remove(opened)

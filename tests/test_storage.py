@@ -4,7 +4,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -389,28 +388,6 @@ def test_app_missing_is_logged_once(
         FreshStaticFilesStorage()
         FreshStaticFilesStorage()
     assert caplog.text.count("not in INSTALLED_APPS") == 1
-
-
-@pytest.fixture
-def opened_paths() -> Iterator[list[str]]:
-    """Every path this process opens during the test (a real audit hook)."""
-    opened: list[str] = []
-    _AUDIT_SINKS.append(opened)
-    yield opened
-    _AUDIT_SINKS.remove(opened)
-
-
-_AUDIT_SINKS: list[list[str]] = []
-
-
-def _audit(event: str, args: tuple[object, ...]) -> None:
-    if event == "open" and _AUDIT_SINKS and isinstance(args[0], (str, bytes)):
-        path = os.fsdecode(args[0])
-        for sink in _AUDIT_SINKS:
-            sink.append(path)
-
-
-sys.addaudithook(_audit)
 
 
 def test_algorithm_names_are_case_insensitive(static_tree: StaticTree) -> None:

@@ -106,7 +106,7 @@ def open_regular(path: str) -> IO[bytes]:
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
+            raise NotAFile(errno.EISDIR, "not a regular file")
         return os.fdopen(descriptor, "rb")
     except BaseException:
         os.close(descriptor)
@@ -129,24 +129,36 @@ class OutsideRoots(PermissionError):
     """A static name resolved to a file outside every static root."""
 
 
+class NotAFile(IsADirectoryError):
+    """A static name resolved to a folder, a FIFO or a device."""
+
+
 def open_within(path: str, roots: Iterable[str]) -> IO[bytes]:
     """
-    Open the regular file at ``path`` if what was opened, symlinks resolved,
-    lies inside ``roots``; else raise OutsideRoots (or OSError). The check is
-    made on the open file itself, so a path swapped meanwhile cannot escape.
+    Open the regular file at ``path`` for reading if it lies inside ``roots``
+    once every symlink is resolved; else raise OutsideRoots (or OSError).
+
+    On Linux the file is first opened with O_PATH (which reads nothing and
+    cannot block), checked through the kernel's own name for it, and only
+    then opened for reading through that same descriptor: a path swapped in
+    between cannot escape. Elsewhere, the resolved path is checked first.
     """
-    stream = open_regular(path)
-    try:
-        try:  # the kernel's name for the open file (Linux): one syscall
-            real = os.readlink(f"/proc/self/fd/{stream.fileno()}")
-        except OSError:  # pragma: no cover (other systems)
-            real = os.path.realpath(path)
+    if not _O_PATH:  # pragma: no cover (CI runs on Linux)
+        real = os.path.realpath(path)
         if not _inside(real, roots):
             raise OutsideRoots(real)
-        return stream
-    except BaseException:
-        stream.close()
-        raise
+        return open_regular(path)
+    handle = os.open(path, _O_PATH | os.O_CLOEXEC)
+    try:
+        real = os.readlink(f"/proc/self/fd/{handle}")
+        if not _inside(real, roots):
+            raise OutsideRoots(real)
+        return open_regular(f"/proc/self/fd/{handle}")
+    finally:
+        os.close(handle)
+
+
+_O_PATH = getattr(os, "O_PATH", 0) if os.path.isdir("/proc/self/fd") else 0
 
 
 def first_match(name: str) -> str | None:

@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from django.apps import apps
 from django.conf import settings
 from django.contrib.staticfiles.storage import StaticFilesStorage
 from django.core.checks import Tags, register
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
+from django.core.files.storage import FileSystemStorage
 
 from freshstatic import css, locations
 from freshstatic.cache import HashCache, State
@@ -236,6 +237,9 @@ class FreshStaticMixin(_Base):
             # A lone surrogate: Django's own url() fails; answer all the same.
             parent = super().url(path.encode("utf-8", "replace").decode())
         base, _, parent_query = parent.partition("?")
+        # The name's own query and fragment are kept, but never a raw control
+        # character or space (a URL may end up in a header or an attribute).
+        query, fragment = _quote_part(query), _quote_part(fragment)
         params = [part for part in (parent_query, query) if part]
         if digest is not None:
             params.append(f"{self.query_param}={digest[: self.hash_length]}")
@@ -263,6 +267,8 @@ class FreshStaticMixin(_Base):
                 if self.rewrites_stylesheet(name):
                     return self._stylesheet(name, stream, state)[1]
                 return hash_stream(stream, self.hash_algorithm)
+        except locations.NotAFile:
+            pass  # a folder or a device where a file was expected: not found
         except locations.OutsideRoots as exc:
             self._warn_once(
                 name,
@@ -288,10 +294,13 @@ class FreshStaticMixin(_Base):
         ``("local", path)``: the storage's own file, else the finders' first
         match. Confinement is checked when the file is opened.
         """
-        try:
-            own = self.exists(name)
-        except (ImproperlyConfigured, SuspiciousFileOperation):
+        if isinstance(self, FileSystemStorage) and not self.base_location:
             own = False  # no STATIC_ROOT: the finders serve everything
+        else:
+            try:
+                own = self.exists(name)
+            except (ImproperlyConfigured, SuspiciousFileOperation):
+                own = False
         if own:
             try:
                 local = self.path(name)
@@ -421,6 +430,14 @@ class FreshStaticFilesStorage(FreshStaticMixin, StaticFilesStorage):
 
 # The stylesheets being rewritten in this thread, to stop @import cycles.
 _rewriting = threading.local()
+
+
+def _quote_part(part: str) -> str:
+    return (
+        quote(part, safe="=&;%:/?@!$'()*+,~#[]", errors="surrogatepass")
+        if part
+        else part
+    )
 
 
 def _warn_if_app_missing() -> None:

@@ -16,6 +16,8 @@ from freshstatic.signals import static_changed
 from freshstatic.storage import FreshStaticMixin
 from freshstatic.watcher import Watcher
 
+SIGNAL_CHECK_SECONDS = 0.2
+
 
 class Command(BaseCommand):
     help = (
@@ -78,7 +80,10 @@ class Command(BaseCommand):
             )
             for _prefix, root in watcher.roots:
                 self.stdout.write(f"  {root}")
-            stopping.wait()
+            # Wake up now and then: a signal delivered to another thread only
+            # runs its Python handler once the main thread stirs.
+            while not stopping.wait(SIGNAL_CHECK_SECONDS):
+                pass
         finally:
             watcher.stop()
             static_changed.disconnect(dispatch_uid="watchstatic-report")
