@@ -295,3 +295,29 @@ def opened_paths() -> Iterator[list[str]]:
     _AUDIT_SINKS.append(opened)
     yield opened
     _AUDIT_SINKS.remove(opened)
+
+
+def run_python(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """Run this Python with ``args`` in the repository, environment ``env``."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env=subprocess_env(**env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def gunicorn(log_dir: Path, port: int, *args: str, **env: str) -> ServerProcess:
+    """The example site under a real gunicorn on 127.0.0.1:``port``."""
+    return ServerProcess(
+        [
+            sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+            "--chdir", str(EXAMPLE), *args, "example.wsgi",
+        ],
+        log_dir / "gunicorn.log",
+        cwd=EXAMPLE,
+        env=subprocess_env(**env),
+    )  # fmt: skip

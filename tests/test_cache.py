@@ -3,8 +3,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -17,7 +15,13 @@ import freshstatic
 from freshstatic import cache as freshcache
 from freshstatic.signals import static_changed
 from freshstatic.storage import FreshStaticFilesStorage
-from tests.conftest import ROOT, RedisServer, StaticTree, sha, subprocess_env, wait_for
+from tests.conftest import (
+    RedisServer,
+    StaticTree,
+    run_python,
+    sha,
+    wait_for,
+)
 
 
 @pytest.mark.parametrize(
@@ -181,18 +185,11 @@ def test_hashstatic_rotate_in_another_process_reaches_this_one(
         storage = FreshStaticFilesStorage()
         assert storage.url("a.css") == f"/static/a.css?v={sha(b'before')}"
         static_tree.write("a.css", b"after")
-        result = subprocess.run(
-            [sys.executable, "-m", "django", "hashstatic", "--rotate", "a.css"],
-            env=subprocess_env(
-                DJANGO_SETTINGS_MODULE="tests.settings",
-                FRESHSTATIC_TEST_REDIS=redis_cache.url,
-                FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
-            ),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        result = run_python(
+            ["-m", "django", "hashstatic", "--rotate", "a.css"],
+            DJANGO_SETTINGS_MODULE="tests.settings",
+            FRESHSTATIC_TEST_REDIS=redis_cache.url,
+            FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
         )
         assert result.returncode == 0, result.stderr
         assert f"a.css: /static/a.css?v={sha(b'after')}" in result.stdout

@@ -38,6 +38,7 @@ from tests.conftest import (
     copy_example_static,
     fetch,
     free_port,
+    gunicorn,
     page_hashes,
     sha,
     subprocess_env,
@@ -291,15 +292,7 @@ def test_redis_killed_under_load_loses_no_request(
     }
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
-    server = ServerProcess(
-        [
-            sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
-            "--bind", f"127.0.0.1:{port}", "--chdir", str(EXAMPLE), "example.wsgi",
-        ],
-        tmp_path / "gunicorn.log",
-        cwd=EXAMPLE,
-        env=subprocess_env(**env),
-    )  # fmt: skip
+    server = gunicorn(tmp_path, port, "--workers", "2", "--threads", "4", **env)
     command = ServerProcess(
         [sys.executable, "-u", "manage.py", "watchstatic"],
         tmp_path / "watchstatic.log",

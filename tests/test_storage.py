@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,7 +16,7 @@ from django.test import override_settings
 
 import freshstatic
 from freshstatic.storage import FreshStaticFilesStorage, FreshStaticMixin
-from tests.conftest import ROOT, StaticTree, sha, subprocess_env
+from tests.conftest import StaticTree, run_python, sha
 
 APP_CSS = Path(__file__).parent / "testapp" / "static" / "testapp" / "css" / "app.css"
 
@@ -355,17 +353,10 @@ def test_legacy_staticfiles_storage_setting(static_tree: StaticTree) -> None:
         "import django; django.setup(); from django.template import Template, Context; "
         "print(Template('{% load static %}{% static \"a.css\" %}').render(Context()))"
     )
-    result = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
-        env=subprocess_env(
-            DJANGO_SETTINGS_MODULE="tests.settings_legacy",
-            FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
-        ),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_python(
+        ["-W", "ignore::DeprecationWarning", "-c", script],
+        DJANGO_SETTINGS_MODULE="tests.settings_legacy",
+        FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"/static/a.css?v={sha(b'legacy')}"

@@ -7,7 +7,6 @@ import logging
 import os
 import queue
 import shutil
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -27,7 +26,13 @@ from freshstatic.watcher import (
     path_to_name,
     should_autostart,
 )
-from tests.conftest import ROOT, RedisServer, StaticTree, sha, subprocess_env, wait_for
+from tests.conftest import (
+    RedisServer,
+    StaticTree,
+    run_python,
+    sha,
+    wait_for,
+)
 
 TIMEOUT = 20.0
 
@@ -501,17 +506,10 @@ def test_watcher_restarts_in_a_forked_child(static_tree: StaticTree) -> None:
         sys.exit(os.waitstatus_to_exitcode(status))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(static_tree.plain)],
-        env=subprocess_env(
-            DJANGO_SETTINGS_MODULE="tests.settings",
-            FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
-        ),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_python(
+        ["-c", script, str(static_tree.plain)],
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
     )
     assert result.returncode == 0, result.stderr
 

@@ -21,6 +21,7 @@ from tests.conftest import (
     copy_example_static,
     fetch,
     free_port,
+    gunicorn,
     page_hashes,
     page_pid,
     sha,
@@ -103,27 +104,6 @@ def test_refuses_a_storage_that_is_not_freshstatic() -> None:
         call_command("watchstatic")
 
 
-def _gunicorn(tmp_path: Path, port: int, *args: str, **env: str) -> ServerProcess:
-    return ServerProcess(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            str(WORKERS),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--chdir",
-            str(EXAMPLE),
-            *args,
-            "example.wsgi",
-        ],
-        tmp_path / "gunicorn.log",
-        cwd=EXAMPLE,
-        env=subprocess_env(**env),
-    )
-
-
 def _wait_every_worker_renders(base: str, script_hash: str, workers: set[int]) -> None:
     """Fetch (concurrently, to reach every worker) until each known worker's
     latest page links the script with ``script_hash``."""
@@ -177,7 +157,7 @@ def test_gunicorn_workers_follow_watchstatic_through_redis(
     }
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
-    server = _gunicorn(tmp_path, port, **env)
+    server = gunicorn(tmp_path, port, "--workers", str(WORKERS), **env)
     command = watchstatic(tmp_path, cwd=EXAMPLE, **env)
     try:
         command.wait_output("Ctrl-C to stop")
@@ -199,9 +179,11 @@ def test_preloaded_gunicorn_workers_each_run_a_watcher(tmp_path: Path) -> None:
     static = copy_example_static(tmp_path)
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
-    server = _gunicorn(
+    server = gunicorn(
         tmp_path,
         port,
+        "--workers",
+        str(WORKERS),
         "--preload",
         DJANGO_SETTINGS_MODULE="tests.settings_example_preload",
         EXAMPLE_STATIC_DIR=str(static),

@@ -6,12 +6,11 @@ import json
 import time
 from typing import Any
 
-from django.core.files.storage import storages
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from freshstatic import locations
 from freshstatic.cache import invalidate
-from freshstatic.storage import FreshStaticMixin
+from freshstatic.management import fresh_storage
 
 PROGRESS_BAR_WIDTH = 40
 
@@ -51,12 +50,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        storage = storages["staticfiles"]
-        if not isinstance(storage, FreshStaticMixin):
-            raise CommandError(
-                "STORAGES['staticfiles'] is not a freshstatic storage "
-                f"({type(storage).__module__}.{type(storage).__qualname__})."
-            )
+        storage = fresh_storage()
         names: list[str] = options["names"]
         if options["rotate"]:
             invalidate()

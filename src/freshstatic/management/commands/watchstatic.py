@@ -8,12 +8,11 @@ import time
 from types import FrameType
 from typing import Any
 
-from django.core.files.storage import storages
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from freshstatic.checks import watchstatic_messages
+from freshstatic.management import fresh_storage
 from freshstatic.signals import static_changed
-from freshstatic.storage import FreshStaticMixin
 from freshstatic.watcher import Watcher
 
 SIGNAL_CHECK_SECONDS = 0.2
@@ -38,12 +37,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        storage = storages["staticfiles"]
-        if not isinstance(storage, FreshStaticMixin):
-            raise CommandError(
-                "STORAGES['staticfiles'] is not a freshstatic storage "
-                f"({type(storage).__module__}.{type(storage).__qualname__})."
-            )
+        storage = fresh_storage()
         if options["poll"] is not None and options["poll"] <= 0:
             raise CommandError("--poll takes a number of seconds greater than 0.")
         for message in watchstatic_messages(
