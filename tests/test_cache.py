@@ -305,3 +305,33 @@ def test_rotations_reach_other_processes_at_once_through_pub_sub(
             timeout=10,
             message="the announcement to reach process B",
         )
+
+
+@pytest.mark.redis
+def test_a_redis_user_without_pub_sub_rights_still_rotates(
+    static_tree: StaticTree, redis_cache: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_cache.command(
+        "ACL", "SETUSER", "nochannels", "on", ">secret", "~*", "+@all", "resetchannels"
+    )
+    limited = redis_cache.url.replace("redis://", "redis://nochannels:secret@")
+    with (
+        override_settings(
+            CACHES={
+                "default": {
+                    "BACKEND": "django_redis.cache.RedisCache",
+                    "LOCATION": limited,
+                }
+            }
+        ),
+        caplog.at_level(logging.WARNING, logger="freshstatic"),
+    ):
+        hash_cache = freshcache.HashCache("default", "freshstatic")
+        generation = hash_cache.refresh().generation
+        assert hash_cache.rotate()
+        assert hash_cache.rotate()
+        hash_cache.expire()
+        assert hash_cache.refresh().generation not in (None, generation)
+    assert caplog.text.count("cannot be announced") == 1
+    assert "is unavailable" not in caplog.text
+    redis_cache.command("ACL", "DELUSER", "nochannels")

@@ -37,7 +37,7 @@ def test_matching_v_is_immutable(served: StaticTree) -> None:
     url = FreshStaticFilesStorage().url("js/app.js")
     response = get(url)
     assert response.status_code == 200
-    assert b"".join(response.streaming_content) == b"console.log(1)"
+    assert response.content == b"console.log(1)"  # small: served from memory
     assert response["Cache-Control"] == IMMUTABLE
     assert response["Content-Type"].startswith(
         ("application/javascript", "text/javascript")
@@ -384,3 +384,59 @@ def freshstatic_invalidate() -> None:
     import freshstatic
 
     freshstatic.invalidate()
+
+
+# -- exactly the bytes served -----------------------------------------------------
+
+
+def test_large_files_stream_through_file_response(served: StaticTree) -> None:
+    data = os.urandom(3 * 1024 * 1024)  # above the in-memory limit
+    served.write("big.bin", data)
+    response = get(FreshStaticFilesStorage().url("big.bin"))
+    assert response.streaming
+    assert b"".join(response.streaming_content) == data
+    assert response["Cache-Control"] == IMMUTABLE
+    assert response["Content-Length"] == str(len(data))
+
+
+def test_same_size_same_mtime_edit_is_not_served_under_the_old_hash(
+    served: StaticTree,
+) -> None:
+    path = served.write("a.js", b"console.log(1);")
+    old_url = FreshStaticFilesStorage().url("a.js")
+    assert get(old_url)["Cache-Control"] == IMMUTABLE
+    stat = path.stat()
+    path.write_bytes(b"console.log(2);")  # same size...
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ...same mtime
+    response = get(old_url)
+    assert response.content == b"console.log(2);"
+    assert response["Cache-Control"] == "no-cache"
+
+
+def test_rewritten_stylesheets_are_validated_by_etag_only(served: StaticTree) -> None:
+    served.write("img/logo.png", b"one")
+    served.write("s.css", b".a{background:url(img/logo.png)}")
+    storage = FreshStaticFilesStorage()
+    response = get(storage.url("s.css"))
+    # Its body depends on logo.png too: the file's own mtime cannot say.
+    assert "Last-Modified" not in response
+    assert get("/static/s.css", if_modified_since=http_date()).status_code == 200
+    assert get("/static/s.css", if_none_match=response["ETag"]).status_code == 304
+
+
+def test_no_stylesheet_body_is_kept_without_a_generation(served: StaticTree) -> None:
+    from freshstatic.cache import State
+
+    served.write("img/i.png", b"i")
+    served.write("s.css", b".a{background:url(img/i.png)}")
+    storage = FreshStaticFilesStorage()
+    with open(served.path("s.css"), "rb") as stream:
+        storage._stylesheet("s.css", stream, State(None, 0.0))
+    assert storage._stylesheets == {}
+
+
+@pytest.mark.parametrize("path", ["/static/css/site.css/", "/static/pipe.css"])
+def test_trailing_slash_and_fifo_are_404(served: StaticTree, path: str) -> None:
+    served.write("css/site.css", b"body{}")
+    os.mkfifo(served.plain / "pipe.css")
+    assert get(path).status_code == 404

@@ -24,6 +24,7 @@ MAX_BACKOFF_SECONDS = 5.0
 POLL_SECONDS = 1.0
 
 _listeners: dict[tuple[str, str], threading.Thread] = {}
+_announce_failed: set[str] = set()
 _lock = threading.Lock()
 
 
@@ -39,7 +40,20 @@ def announce(alias: str, prefix: str, generation: str) -> None:
     """Tell every listening process that ``prefix`` has a new generation."""
     from django_redis import get_redis_connection
 
-    get_redis_connection(alias).publish(channel(prefix), generation)
+    try:
+        get_redis_connection(alias).publish(channel(prefix), generation)
+    except Exception as exc:  # e.g. an ACL without pub/sub rights
+        if alias not in _announce_failed:
+            _announce_failed.add(alias)
+            logger.warning(
+                "Rotations cannot be announced on %r (%s: %s); other processes "
+                "see them within GENERATION_TTL instead.",
+                alias,
+                type(exc).__name__,
+                exc,
+            )
+    else:
+        _announce_failed.discard(alias)
 
 
 def listen(alias: str, prefix: str, on_rotation: Callable[[], None]) -> None:

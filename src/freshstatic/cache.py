@@ -113,12 +113,14 @@ class HashCache:
         try:
             backend = self.backend()
             backend.set(self.generation_key, generation, timeout=None)
-            if broadcast.supports(backend):
-                broadcast.announce(self.alias, self.prefix, generation)
         except Exception as exc:
             self._failed(exc)
             return False
         self._recovered()
+        if broadcast.supports(backend):
+            # The rotation stands either way; without the announcement other
+            # processes see it within GENERATION_TTL.
+            broadcast.announce(self.alias, self.prefix, generation)
         return True
 
     def _listen(self) -> None:

@@ -125,6 +125,12 @@ def _inside(real: str, roots: Iterable[str]) -> bool:
     )
 
 
+def file_identity(info: os.stat_result) -> tuple[int, ...]:
+    """What changes whenever a file's content may have (ctime included: a
+    process can restore a file's mtime, never its ctime)."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
 class OutsideRoots(PermissionError):
     """A static name resolved to a file outside every static root."""
 
@@ -153,6 +159,8 @@ def open_within(path: str, roots: Iterable[str]) -> IO[bytes]:
         real = os.readlink(f"/proc/self/fd/{handle}")
         if not _inside(real, roots):
             raise OutsideRoots(real)
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise NotAFile(errno.EISDIR, "not a regular file")  # never opened
         return open_regular(f"/proc/self/fd/{handle}")
     finally:
         os.close(handle)

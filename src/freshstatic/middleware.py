@@ -16,6 +16,7 @@ corrects the caching headers.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import mimetypes
 import os
@@ -44,6 +45,9 @@ from freshstatic.storage import FreshStaticMixin
 logger = logging.getLogger("freshstatic")
 
 IMMUTABLE_MAX_AGE_SECONDS = 365 * 24 * 60 * 60
+# Files up to this size are read whole and served from memory, so that the
+# hash is of exactly the bytes sent; larger ones stream (FileResponse).
+IN_MEMORY_MAX_BYTES = 2 * 1024 * 1024
 # Digests of served files by (algorithm, path, inode, size, mtime): one hash
 # per version of a file, not per request.
 DIGEST_CACHE_ENTRIES = 10_000
@@ -63,7 +67,12 @@ class FreshStaticMiddleware:
         storage = storages["staticfiles"]
         if not isinstance(storage, FreshStaticMixin):
             return self.get_response(request)
-        name = request.path[len(prefix) :]
+        requested = request.path[len(prefix) :]
+        name = locations.clean_name(requested)
+        if name is None or requested.endswith("/"):
+            if not conf.SERVE:
+                return self.get_response(request)
+            return HttpResponseNotFound()
         if not conf.SERVE:
             return self.vet(request, storage, name, self.get_response(request))
         if request.method not in ("GET", "HEAD"):
@@ -84,28 +93,46 @@ class FreshStaticMiddleware:
             return HttpResponseNotFound()
         stream = locations.open_within(path, locations.allowed_roots(storage))
         try:
-            info = os.fstat(stream.fileno())
+            before = os.fstat(stream.fileno())
             content_type = _content_type(path)
             response: HttpResponseBase
+            last_modified: float | None
             if storage.rewrites_stylesheet(name):
                 body, digest = storage.stylesheet(name, stream)
                 stream.close()
                 response = HttpResponse(b"" if request.method == "HEAD" else body)
-                response["Content-Type"] = content_type
-                response["Content-Length"] = str(len(body))
+                length = len(body)
+                # The body also depends on the files it references: only the
+                # ETag (its hash) can validate it, not the file's own mtime.
+                last_modified = None
+            elif before.st_size <= IN_MEMORY_MAX_BYTES:
+                # Read whole, so that the hash is of exactly the bytes sent,
+                # even if the file is rewritten in place meanwhile.
+                data = stream.read()
+                after = os.fstat(stream.fileno())
+                stream.close()
+                if locations.file_identity(after) == locations.file_identity(before):
+                    digest = _digest_of(storage, path, after, lambda: data)
+                else:
+                    digest = hashlib.new(storage.hash_algorithm, data).hexdigest()
+                response = HttpResponse(b"" if request.method == "HEAD" else data)
+                length = len(data)
+                last_modified = after.st_mtime
             else:
-                digest = _file_digest(storage, path, stream, info)
+                digest = _digest_of(storage, path, before, lambda: stream)
                 if request.method == "HEAD":
                     stream.close()
                     response = HttpResponse()
                 else:
                     response = FileResponse(stream)
-                response["Content-Type"] = content_type
-                response["Content-Length"] = str(info.st_size)
+                length = before.st_size
+                last_modified = before.st_mtime
+            response["Content-Type"] = content_type
+            response["Content-Length"] = str(length)
         except BaseException:
             stream.close()
             raise
-        return self.finish(request, storage, response, digest, info.st_mtime)
+        return self.finish(request, storage, response, digest, last_modified)
 
     # -- vetting what something else served ----------------------------------------
 
@@ -127,11 +154,11 @@ class FreshStaticMiddleware:
                     path, locations.allowed_roots(storage)
                 ) as stream:
                     info = os.fstat(stream.fileno())
-                    digest = _file_digest(storage, path, stream, info)
+                    digest = _digest_of(storage, path, info, lambda: stream)
                     mtime = info.st_mtime
             except OSError:
                 digest = None
-            if digest is not None and not _describes(response, info.st_size, mtime):
+            if digest is not None and not _describes(response, info):
                 # What was served is not the file as it is now (WhiteNoise
                 # without autorefresh keeps what it read at start-up).
                 logger.warning(
@@ -152,7 +179,7 @@ class FreshStaticMiddleware:
         storage: FreshStaticMixin,
         response: HttpResponseBase,
         digest: str,
-        mtime: float,
+        mtime: float | None,
     ) -> HttpResponseBase:
         response = self.headers(
             request, storage, response, digest, mtime, conditional=True
@@ -160,7 +187,7 @@ class FreshStaticMiddleware:
         conditional = get_conditional_response(
             request,
             etag=response["ETag"],
-            last_modified=int(mtime),
+            last_modified=None if mtime is None else int(mtime),
             # Any response works at run time; the stubs only name HttpResponse.
             response=cast(HttpResponse, response),
         )
@@ -221,25 +248,46 @@ def _content_type(path: str) -> str:
     return content_type
 
 
-def _file_digest(
-    storage: FreshStaticMixin, path: str, stream: IO[bytes], info: os.stat_result
+def _digest_of(
+    storage: FreshStaticMixin,
+    path: str,
+    info: os.stat_result,
+    content: Callable[[], bytes | IO[bytes]],
 ) -> str:
-    """The digest of the open file, hashed once per version of the file."""
-    key = (storage.hash_algorithm, path, info.st_ino, info.st_size, info.st_mtime_ns)
+    """The digest of a file version, hashed once per version (identity)."""
+    key = (storage.hash_algorithm, path, *locations.file_identity(info))
     digest = _digests.get(key)
     if digest is None:
-        digest = hash_stream(stream, storage.hash_algorithm)
-        stream.seek(0)
+        data = content()
+        if isinstance(data, bytes):
+            digest = hashlib.new(storage.hash_algorithm, data).hexdigest()
+        else:
+            digest = hash_stream(data, storage.hash_algorithm)
+            data.seek(0)
         if len(_digests) >= DIGEST_CACHE_ENTRIES:
             _digests.clear()
         _digests[key] = digest
     return digest
 
 
-def _describes(response: HttpResponseBase, size: int, mtime: float | None) -> bool:
-    """Whether the response's own headers agree with the file's size and time."""
+def _describes(response: HttpResponseBase, info: os.stat_result) -> bool:
+    """Whether the response serves the file version ``info`` describes."""
+    streamed = getattr(response, "file_to_stream", None)
+    try:
+        fileno = streamed.fileno() if streamed is not None else None
+    except (AttributeError, OSError, ValueError):
+        fileno = None
+    current = locations.file_identity(info)
+    if fileno is not None and locations.file_identity(os.fstat(fileno)) != current:
+        return False  # a FileResponse sending another version of the file
+    # Its headers too: WhiteNoise without autorefresh sends the current file
+    # under the length and date it read at start-up.
     length = response.get("Content-Length")
-    if response.status_code == 200 and length is not None and int(length) != size:
+    if (
+        response.status_code == 200
+        and length is not None
+        and int(length) != info.st_size
+    ):
         return False
     modified = parse_http_date_safe(response.get("Last-Modified") or "")
-    return not (modified is not None and mtime is not None and modified != int(mtime))
+    return modified is None or modified == int(info.st_mtime)

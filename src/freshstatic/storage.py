@@ -350,12 +350,15 @@ class FreshStaticMixin(_Base):
     def _stylesheet(
         self, name: str, stream: IO[bytes], state: State
     ) -> tuple[bytes, str]:
-        stat = os.fstat(stream.fileno())
-        key = (name, stat.st_ino, stat.st_size, stat.st_mtime_ns, state.generation)
-        cached = self._stylesheets.get(key)
+        version = locations.file_identity(os.fstat(stream.fileno()))
+        # No generation (the cache unreachable): nothing to tie a body to.
+        key = None if state.generation is None else (name, *version, state.generation)
+        cached = self._stylesheets.get(key) if key else None
         if cached is not None:
             return cached
         raw = stream.read()
+        if locations.file_identity(os.fstat(stream.fileno())) != version:
+            key = None  # rewritten while read: serve what was read, keep nothing
         _rewriting.stack = stack = getattr(_rewriting, "stack", [])
         stack.append(name)
         try:
@@ -366,9 +369,10 @@ class FreshStaticMixin(_Base):
         finally:
             stack.pop()
         result = (body, hashlib.new(self.hash_algorithm, body).hexdigest())
-        if len(self._stylesheets) >= STYLESHEET_CACHE_ENTRIES:
-            self._stylesheets.clear()
-        self._stylesheets[key] = result
+        if key is not None:
+            if len(self._stylesheets) >= STYLESHEET_CACHE_ENTRIES:
+                self._stylesheets.clear()
+            self._stylesheets[key] = result
         return result
 
     def _reference(
