@@ -321,3 +321,19 @@ def gunicorn(log_dir: Path, port: int, *args: str, **env: str) -> ServerProcess:
         cwd=EXAMPLE,
         env=subprocess_env(**env),
     )  # fmt: skip
+
+
+def production_example(
+    redis_server: RedisServer, tmp_path: Path
+) -> tuple[Path, dict[str, str]]:
+    """A copy of the example's static files, and the environment that runs
+    the example's production settings on it against an empty Redis."""
+    if redis_server.process is None:
+        redis_server.start()
+    redis_server.command("FLUSHALL")
+    static = copy_example_static(tmp_path)
+    return static, {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_example_production",
+        "EXAMPLE_STATIC_DIR": str(static),
+        "REDIS_URL": redis_server.url,
+    }

@@ -35,11 +35,11 @@ from tests.conftest import (
     RedisServer,
     ServerProcess,
     StaticTree,
-    copy_example_static,
     fetch,
     free_port,
     gunicorn,
     page_hashes,
+    production_example,
     sha,
     subprocess_env,
     wait_for,
@@ -281,15 +281,7 @@ def test_sigterm_during_a_batch_exits_cleanly(
 def test_redis_killed_under_load_loses_no_request(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    if redis_server.process is None:
-        redis_server.start()
-    redis_server.command("FLUSHALL")
-    static = copy_example_static(tmp_path)
-    env = {
-        "DJANGO_SETTINGS_MODULE": "tests.settings_example_production",
-        "EXAMPLE_STATIC_DIR": str(static),
-        "REDIS_URL": redis_server.url,
-    }
+    static, env = production_example(redis_server, tmp_path)
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
     server = gunicorn(tmp_path, port, "--workers", "2", "--threads", "4", **env)

@@ -24,6 +24,7 @@ from tests.conftest import (
     gunicorn,
     page_hashes,
     page_pid,
+    production_example,
     sha,
     subprocess_env,
     wait_for,
@@ -146,15 +147,7 @@ def _edit_script(static: Path) -> str:
 def test_gunicorn_workers_follow_watchstatic_through_redis(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    if redis_server.process is None:
-        redis_server.start()
-    redis_server.command("FLUSHALL")
-    static = copy_example_static(tmp_path)
-    env = {
-        "DJANGO_SETTINGS_MODULE": "tests.settings_example_production",
-        "EXAMPLE_STATIC_DIR": str(static),
-        "REDIS_URL": redis_server.url,
-    }
+    static, env = production_example(redis_server, tmp_path)
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
     server = gunicorn(tmp_path, port, "--workers", str(WORKERS), **env)
