@@ -38,15 +38,19 @@ def test_finder_roots_cover_dirs_prefixes_and_apps(static_tree: StaticTree) -> N
     assert ("", str(ROOT / "tests" / "testapp" / "static")) in roots
 
 
-def test_within_resolves_symlinks(tmp_path: Path) -> None:
+def test_open_within_resolves_symlinks(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "sub").mkdir(parents=True)
-    (root / "sub" / "f").write_text("x")
+    (root / "sub" / "f").write_text("inside")
     (tmp_path / "out").write_text("x")
+    (tmp_path / "rootsibling").write_text("x")
     os.symlink(tmp_path / "out", root / "link")
-    assert locations.within(str(root / "sub" / "f"), [str(root)])
-    assert not locations.within(str(root / "link"), [str(root)])
-    assert not locations.within(str(tmp_path / "rootsibling"), [str(root)])
+    with locations.open_within(str(root / "sub" / "f"), [str(root)]) as stream:
+        assert stream.read() == b"inside"
+    with pytest.raises(locations.OutsideRoots):
+        locations.open_within(str(root / "link"), [str(root)])
+    with pytest.raises(locations.OutsideRoots):
+        locations.open_within(str(tmp_path / "rootsibling"), [str(root)])
 
 
 def test_all_names_lists_every_location_once_first_wins(

@@ -113,11 +113,6 @@ def open_regular(path: str) -> IO[bytes]:
         raise
 
 
-def within(path: str, roots: Iterable[str]) -> bool:
-    """Whether ``path``, symlinks resolved, is inside one of ``roots``."""
-    return _inside(os.path.realpath(path), roots)
-
-
 def _inside(real: str, roots: Iterable[str]) -> bool:
     return any(
         real.startswith(root.rstrip(os.sep) + os.sep)

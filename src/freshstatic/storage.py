@@ -325,8 +325,11 @@ class FreshStaticMixin(_Base):
         return name.lower().endswith(".css") and middleware_serves()
 
     def served_file(self, name: str) -> str | None:
-        """The local file served for static ``name``, or None (never outside
-        the static roots, never raises)."""
+        """
+        The local file served for static ``name``, or None (never raises).
+        Open it with ``locations.open_within(path, locations.allowed_roots(
+        storage))``, which refuses it if it resolves outside the static roots.
+        """
         clean_name = locations.clean_name(name)
         if clean_name is None:
             return None
@@ -334,10 +337,7 @@ class FreshStaticMixin(_Base):
             source = self._source(clean_name)
         except Exception:
             return None
-        if source is None or source[0] != "local":
-            return None
-        path = source[1]
-        return path if locations.within(path, locations.allowed_roots(self)) else None
+        return source[1] if source is not None and source[0] == "local" else None
 
     def stylesheet(self, name: str, stream: IO[bytes]) -> tuple[bytes, str]:
         """The rewritten body of stylesheet ``name`` read from ``stream``,
