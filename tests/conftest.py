@@ -18,7 +18,7 @@ from django.core.cache import caches
 from django.test import override_settings
 
 from freshstatic import cache as freshcache
-from freshstatic import storage as freshstorage
+from freshstatic import log, served
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,8 @@ class StaticTree:
 def _fresh_cache() -> Iterator[None]:
     caches["default"].clear()
     freshcache.expire_all()
-    freshstorage._warned.clear()
+    log.forget()
+    served.forget_versions()
     yield
     freshcache.expire_all()
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import re
@@ -13,6 +14,8 @@ from django.test import override_settings
 
 import freshstatic
 from freshstatic import cache as freshcache
+from freshstatic import served
+from freshstatic.served import identity_of
 from freshstatic.signals import static_changed
 from freshstatic.storage import FreshStaticFilesStorage
 from tests.conftest import (
@@ -72,19 +75,42 @@ def test_invalidate_sends_static_changed_with_names() -> None:
     assert received == [("a.css", "b.js"), None]
 
 
-def test_hashes_are_stored_in_the_cache_under_the_generation(
+def test_hashes_are_stored_with_the_files_they_describe(
     static_tree: StaticTree,
 ) -> None:
-    static_tree.write("a.css", b"cached")
+    path = static_tree.write("a.css", b"cached")
     storage = FreshStaticFilesStorage()
     storage.url("a.css")
     state = storage.hash_cache.state
-    stored = caches["default"].get(storage.hash_cache.key(state, "sha256:a.css"))
-    assert stored == __import__("hashlib").sha256(b"cached").hexdigest()
-    # A second storage (same cache, empty memo) takes the cached hash without
-    # reading the file: the file changed, nothing was invalidated.
-    static_tree.write("a.css", b"changed, not invalidated")
-    assert FreshStaticFilesStorage().url("a.css") == f"/static/a.css?v={sha(b'cached')}"
+    key = storage.served_files.shared_key("a.css", False)
+    (digest, files) = storage.hash_cache.get_many(state, [key])[key]
+    assert digest == hashlib.sha256(b"cached").hexdigest()
+    assert files == ((str(path), identity_of(str(path))),)
+
+
+def test_a_shared_hash_is_used_only_for_the_file_it_describes(
+    static_tree: StaticTree,
+) -> None:
+    path = static_tree.write("a.css", b"mine")
+    storage = FreshStaticFilesStorage()
+    state = storage.hash_cache.refresh()
+    key = storage.served_files.shared_key("a.css", False)
+    planted = "ab" * 32
+    # Another process's entry for this very file is taken as it is...
+    storage.hash_cache.set_many(
+        state, {key: (planted, ((str(path), identity_of(str(path))),))}
+    )
+    assert FreshStaticFilesStorage().url("a.css") == "/static/a.css?v=abababababab"
+    served.forget_versions()
+    # ...but never one computed from other bytes (another release's file, or
+    # this file before an edit nobody announced).
+    static_tree.write("a.css", b"mine, edited")
+    assert FreshStaticFilesStorage().url("a.css") == (
+        f"/static/a.css?v={sha(b'mine, edited')}"
+    )
+    # The entry now describes the edited file.
+    (digest, _files) = storage.hash_cache.get_many(state, [key])[key]
+    assert digest == hashlib.sha256(b"mine, edited").hexdigest()
 
 
 def test_settings_that_move_files_invalidate(static_tree: StaticTree, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -163,8 +189,9 @@ def test_redis_generation_is_shared_between_processes(
     with override_settings(FRESHSTATIC={"GENERATION_TTL": 0.05}):
         process_a, process_b = FreshStaticFilesStorage(), FreshStaticFilesStorage()
         assert process_a.url("a.css") == f"/static/a.css?v={sha(b'v1')}"
+        assert process_b.url("a.css") == f"/static/a.css?v={sha(b'v1')}"
         static_tree.write("a.css", b"v2")
-        # B finds A's hash in Redis rather than hashing the file itself.
+        # B's memo holds until the shared generation changes.
         assert process_b.url("a.css") == f"/static/a.css?v={sha(b'v1')}"
         # A rotates the shared generation only (as another process would);
         # B sees it on its own within GENERATION_TTL.
@@ -282,7 +309,8 @@ def test_redis_outage_degrades_and_recovers(
         assert storage.url("a.css") == f"/static/a.css?v={sha(b'still down')}"
         state = storage.hash_cache.state
         assert state.generation is not None
-        assert caches["default"].get(storage.hash_cache.key(state, "sha256:a.css"))
+        key = storage.served_files.shared_key("a.css", False)
+        assert storage.hash_cache.get_many(state, [key])
 
 
 @pytest.mark.redis

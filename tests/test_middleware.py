@@ -6,13 +6,14 @@ import hashlib
 import logging
 import os
 import queue
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
 
 import pytest
 from django.test import Client, override_settings
 from django.utils.http import http_date
 
+from freshstatic import locations
 from freshstatic.signals import static_changed
 from freshstatic.storage import FreshStaticFilesStorage
 from freshstatic.watcher import Watcher
@@ -130,20 +131,19 @@ def test_bad_paths_are_404_and_never_leak(served: StaticTree, path: str) -> None
     assert b"TOP SECRET" not in body
 
 
-class VanishingStorage(FreshStaticFilesStorage):
-    def served_file(self, name: str) -> str | None:
-        path = super().served_file(name)
-        if path:
-            os.unlink(path)  # deleted between the lookup and the read
-        return path
+def test_a_file_deleted_while_served_is_a_404(
+    served: StaticTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = served.write("gone.js", b"x")
+    open_within = locations.open_within
 
+    def vanishing(path: str, roots: Iterable[str]) -> IO[bytes]:
+        if path == str(gone):
+            gone.unlink()  # deleted between the lookup and the read
+        return open_within(path, roots)
 
-def test_a_file_deleted_while_served_is_a_404(served: StaticTree) -> None:
-    served.write("gone.js", b"x")
-    with override_settings(
-        STORAGES={"staticfiles": {"BACKEND": f"{__name__}.VanishingStorage"}}
-    ):
-        assert get("/static/gone.js").status_code == 404
+    monkeypatch.setattr(locations, "open_within", vanishing)
+    assert get("/static/gone.js").status_code == 404
 
 
 def test_non_static_requests_pass_through(served: StaticTree) -> None:
@@ -273,18 +273,17 @@ def test_import_cycles_terminate(served: StaticTree) -> None:
     assert get(storage.url("b.css")).status_code == 200
 
 
-def test_rewritten_body_is_cached_not_recomputed(served: StaticTree) -> None:
+def test_rewritten_body_is_built_once_per_version(served: StaticTree) -> None:
     served.write("img/i.png", b"i")
     served.write("s.css", b".a{background:url(img/i.png)}")
     storage = FreshStaticFilesStorage()
-    url = storage.url("s.css")
-    first = get(url).content
-    assert len(storage._stylesheets) == 1
-    (entry,) = storage._stylesheets.values()
-    second = get(url).content
-    assert second == first
-    assert list(storage._stylesheets.values()) == [entry]  # the same object
-    assert storage._stylesheets[next(iter(storage._stylesheets))][0] is entry[0]
+    generation = storage.hash_cache.refresh().generation
+    first = storage.served_files.open("s.css", generation)
+    second = storage.served_files.open("s.css", generation)
+    assert first is not None
+    assert second is not None
+    assert second.body is first.body  # the same bytes object: not rebuilt
+    assert get(storage.url("s.css")).content == first.body
 
 
 def test_nothing_is_rewritten_without_the_middleware_serving(
@@ -424,15 +423,30 @@ def test_rewritten_stylesheets_are_validated_by_etag_only(served: StaticTree) ->
     assert get("/static/s.css", if_none_match=response["ETag"]).status_code == 304
 
 
-def test_no_stylesheet_body_is_kept_without_a_generation(served: StaticTree) -> None:
-    from freshstatic.cache import State
-
+def test_a_body_built_without_a_generation_is_checked_file_by_file(
+    served: StaticTree,
+) -> None:
+    """While the cache is unreachable (no generation), a kept stylesheet body
+    is used only while every file it was built from is unchanged; once a
+    generation is known again, it is built anew."""
     served.write("img/i.png", b"i")
     served.write("s.css", b".a{background:url(img/i.png)}")
     storage = FreshStaticFilesStorage()
-    with open(served.path("s.css"), "rb") as stream:
-        storage._stylesheet("s.css", stream, State(None, 0.0))
-    assert storage._stylesheets == {}
+    first = storage.served_files.open("s.css", None)
+    assert first is not None
+    again = storage.served_files.open("s.css", None)
+    assert again is not None
+    assert again.body is first.body
+    served.write("img/i.png", b"edited unannounced")
+    edited = storage.served_files.open("s.css", None)
+    assert edited is not None
+    assert edited.body == (
+        f".a{{background:url(img/i.png?v={sha(b'edited unannounced')})}}"
+    ).encode()
+    with_generation = storage.served_files.open("s.css", "some-generation")
+    assert with_generation is not None
+    assert with_generation.body == edited.body
+    assert with_generation.body is not edited.body
 
 
 @pytest.mark.parametrize("path", ["/static/css/site.css/", "/static/pipe.css"])

@@ -15,9 +15,10 @@ import textwrap
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote
 
 import pytest
@@ -27,6 +28,7 @@ from django.test import Client, override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from freshstatic import locations
 from freshstatic.storage import FreshStaticFilesStorage
 from freshstatic.watcher import Watcher
 from tests.conftest import (
@@ -196,22 +198,23 @@ def test_a_one_gigabyte_file_hashes_in_constant_memory(tmp_path: Path) -> None:
 
 
 def test_a_file_deleted_between_listing_and_hashing(
-    static_tree: StaticTree, caplog: pytest.LogCaptureFixture
+    static_tree: StaticTree,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     static_tree.write("keep.css", b"keep")
+    gone = static_tree.write("gone.css", b"gone")
     storage = FreshStaticFilesStorage()
+    open_within = locations.open_within
 
-    class Deleting(FreshStaticFilesStorage):
-        def _source(self, name: str) -> tuple[str, str] | None:
-            source = super()._source(name)
-            if name == "gone.css":
-                static_tree.path("gone.css").unlink()  # after the lookup
-            return source
+    def deleting(path: str, roots: Iterable[str]) -> IO[bytes]:
+        if path == str(gone):
+            gone.unlink()  # after the lookup, before the read
+        return open_within(path, roots)
 
-    static_tree.write("gone.css", b"gone")
-    deleting = Deleting()
+    monkeypatch.setattr(locations, "open_within", deleting)
     with caplog.at_level("WARNING", logger="freshstatic"):
-        digests = deleting.hash_names(["keep.css", "gone.css"])
+        digests = storage.hash_names(["keep.css", "gone.css"])
     assert digests["gone.css"] is None
     assert digests["keep.css"] is not None
     assert "'gone.css' could not be read" in caplog.text

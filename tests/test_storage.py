@@ -168,18 +168,37 @@ def test_folder_in_static_root_falls_back_to_the_finders(
         )
 
 
-def test_memo_is_bounded(
+def test_memo_is_bounded_in_bytes(
     static_tree: StaticTree, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import freshstatic.storage as module
+    from freshstatic import cache
 
-    monkeypatch.setattr(module, "MEMO_MAX_ENTRIES", 1)
     static_tree.write("a.css", b"a")
     static_tree.write("b.css", b"b")
     storage = FreshStaticFilesStorage()
-    assert storage.url("a.css") == f"/static/a.css?v={sha(b'a')}"
+    a_url = storage.url("a.css")
+    monkeypatch.setattr(cache, "MEMO_MAX_BYTES", storage.hash_cache.state.memo_bytes)
     assert storage.url("b.css") == f"/static/b.css?v={sha(b'b')}"
-    assert list(storage.hash_cache.state.memo) == ["a.css"]
+    assert storage.hash_cache.state.memo == {"a.css": a_url}
+
+
+def test_odd_names_share_a_small_budget_and_never_evict_files(
+    static_tree: StaticTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freshstatic import cache
+
+    static_tree.write("a.css", b"a")
+    storage = FreshStaticFilesStorage()
+    a_url = storage.url("a.css")
+    monkeypatch.setattr(cache, "ODD_MEMO_MAX_BYTES", 10_000)
+    for index in range(1000):  # user input passed to static(): endless names
+        storage.url(f"missing/{index}-{'x' * 100}.css")
+        storage.url(f"a.css?{index}")
+        storage.url(f"./a.css#{index}")
+    state = storage.hash_cache.state
+    assert state.odd_bytes <= 10_000
+    assert state.memo == {"a.css": a_url}
+    assert storage.url("a.css?1") == f"/static/a.css?1&v={sha(b'a')}"
 
 
 def test_missing_file_gives_plain_url_and_one_log_line(

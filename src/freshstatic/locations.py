@@ -93,6 +93,11 @@ def _real_roots(roots: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(os.path.realpath(root) for root in roots)
 
 
+def real_roots(roots: Iterable[str]) -> tuple[str, ...]:
+    """``roots`` with every symlink resolved (kept until forget_real_roots())."""
+    return _real_roots(tuple(roots))
+
+
 def forget_real_roots() -> None:
     """Resolve the roots' symlinks anew (a `current -> release` switch)."""
     _real_roots.cache_clear()

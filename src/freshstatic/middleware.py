@@ -16,12 +16,11 @@ corrects the caching headers.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import mimetypes
 import os
 from collections.abc import Callable
-from typing import IO, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -39,19 +38,12 @@ from django.utils.http import http_date, parse_http_date_safe, quote_etag
 
 from freshstatic import locations
 from freshstatic.conf import conf
-from freshstatic.hashing import hash_stream
+from freshstatic.log import warn_once
 from freshstatic.storage import FreshStaticMixin
 
 logger = logging.getLogger("freshstatic")
 
 IMMUTABLE_MAX_AGE_SECONDS = 365 * 24 * 60 * 60
-# Files up to this size are read whole and served from memory, so that the
-# hash is of exactly the bytes sent; larger ones stream (FileResponse).
-IN_MEMORY_MAX_BYTES = 2 * 1024 * 1024
-# Digests of served files by (algorithm, path, inode, size, mtime): one hash
-# per version of a file, not per request.
-DIGEST_CACHE_ENTRIES = 10_000
-_digests: dict[tuple[object, ...], str] = {}
 
 
 class FreshStaticMiddleware:
@@ -73,6 +65,10 @@ class FreshStaticMiddleware:
             if not conf.SERVE:
                 return self.get_response(request)
             return HttpResponseNotFound()
+        if storage.served_files.is_ignored(name):
+            # Dotfiles and what collectstatic ignores (.env, .git/config):
+            # never served, whoever would serve them.
+            return HttpResponseNotFound()
         if not conf.SERVE:
             return self.vet(request, storage, name, self.get_response(request))
         if request.method not in ("GET", "HEAD"):
@@ -80,7 +76,12 @@ class FreshStaticMiddleware:
         try:
             return self.serve(request, storage, name)
         except OSError as exc:  # deleted or unreadable between lookup and read
-            logger.warning("Static file %r could not be served: %s", name, exc)
+            warn_once(
+                f"{name}\0unreadable",
+                "Static file %r could not be served: %s",
+                name,
+                exc,
+            )
             return HttpResponseNotFound()
 
     # -- serving ----------------------------------------------------------------
@@ -88,51 +89,31 @@ class FreshStaticMiddleware:
     def serve(
         self, request: HttpRequest, storage: FreshStaticMixin, name: str
     ) -> HttpResponseBase:
-        path = storage.served_file(name)
-        if path is None:
-            return HttpResponseNotFound()
-        stream = locations.open_within(path, locations.allowed_roots(storage))
+        state = storage.hash_cache.refresh()
         try:
-            before = os.fstat(stream.fileno())
-            content_type = _content_type(path)
-            response: HttpResponseBase
-            last_modified: float | None
-            if storage.rewrites_stylesheet(name):
-                body, digest = storage.stylesheet(name, stream)
-                stream.close()
-                response = HttpResponse(b"" if request.method == "HEAD" else body)
-                length = len(body)
-                # The body also depends on the files it references: only the
-                # ETag (its hash) can validate it, not the file's own mtime.
-                last_modified = None
-            elif before.st_size <= IN_MEMORY_MAX_BYTES:
-                # Read whole, so that the hash is of exactly the bytes sent,
-                # even if the file is rewritten in place meanwhile.
-                data = stream.read()
-                after = os.fstat(stream.fileno())
-                stream.close()
-                if locations.file_identity(after) == locations.file_identity(before):
-                    digest = _digest_of(storage, path, after, lambda: data)
-                else:
-                    digest = hashlib.new(storage.hash_algorithm, data).hexdigest()
-                response = HttpResponse(b"" if request.method == "HEAD" else data)
-                length = len(data)
-                last_modified = after.st_mtime
-            else:
-                digest = _digest_of(storage, path, before, lambda: stream)
-                if request.method == "HEAD":
-                    stream.close()
-                    response = HttpResponse()
-                else:
-                    response = FileResponse(stream)
-                length = before.st_size
-                last_modified = before.st_mtime
-            response["Content-Type"] = content_type
-            response["Content-Length"] = str(length)
-        except BaseException:
-            stream.close()
-            raise
-        return self.finish(request, storage, response, digest, last_modified)
+            served = storage.served_files.open(name, state.generation)
+        except locations.OutsideRoots as exc:
+            warn_once(
+                f"{name}\0outside",
+                "Static file %r resolves to %r, outside the static locations "
+                "(a symlink?); it is never served.",
+                name,
+                str(exc),
+            )
+            return HttpResponseNotFound()
+        if served is None:
+            return HttpResponseNotFound()
+        response: HttpResponseBase
+        if served.stream is not None and request.method != "HEAD":
+            response = FileResponse(served.stream)
+        else:
+            if served.stream is not None:
+                served.stream.close()
+            body = served.body if request.method != "HEAD" else None
+            response = HttpResponse(body or b"")
+        response["Content-Type"] = _content_type(name)
+        response["Content-Length"] = str(served.size)
+        return self.finish(request, storage, response, served.digest, served.mtime)
 
     # -- vetting what something else served ----------------------------------------
 
@@ -145,23 +126,17 @@ class FreshStaticMiddleware:
     ) -> HttpResponseBase:
         if response.status_code not in (200, 304):
             return response
-        path = storage.served_file(name)
         digest = None
         mtime = None
-        if path is not None:
-            try:
-                with locations.open_within(
-                    path, locations.allowed_roots(storage)
-                ) as stream:
-                    info = os.fstat(stream.fileno())
-                    digest = _digest_of(storage, path, info, lambda: stream)
-                    mtime = info.st_mtime
-            except OSError:
-                digest = None
-            if digest is not None and not _describes(response, info):
+        on_disk = storage.served_files.on_disk(name)
+        if on_disk is not None:
+            digest, info = on_disk
+            mtime = info.st_mtime
+            if not _describes(response, info):
                 # What was served is not the file as it is now (WhiteNoise
                 # without autorefresh keeps what it read at start-up).
-                logger.warning(
+                warn_once(
+                    f"{name}\0stale",
                     "The response for static file %r does not match the file on "
                     "disk (stale copy?); it is not marked immutable.",
                     name,
@@ -246,28 +221,6 @@ def _content_type(path: str) -> str:
     ):
         return f"{content_type}; charset=utf-8"
     return content_type
-
-
-def _digest_of(
-    storage: FreshStaticMixin,
-    path: str,
-    info: os.stat_result,
-    content: Callable[[], bytes | IO[bytes]],
-) -> str:
-    """The digest of a file version, hashed once per version (identity)."""
-    key = (storage.hash_algorithm, path, *locations.file_identity(info))
-    digest = _digests.get(key)
-    if digest is None:
-        data = content()
-        if isinstance(data, bytes):
-            digest = hashlib.new(storage.hash_algorithm, data).hexdigest()
-        else:
-            digest = hash_stream(data, storage.hash_algorithm)
-            data.seek(0)
-        if len(_digests) >= DIGEST_CACHE_ENTRIES:
-            _digests.clear()
-        _digests[key] = digest
-    return digest
 
 
 def _describes(response: HttpResponseBase, info: os.stat_result) -> bool:

@@ -1,0 +1,702 @@
+"""
+The bytes served for a static name, and their hash: one home for both.
+
+A name resolves to the file that will be served (the storage's own copy when
+it has one, otherwise the staticfiles finders' first match). Its body is the
+file as it is, or, for a stylesheet the middleware serves, the file with each
+static reference carrying that file's own ``?v=``. Each body is hashed once
+per version, a version being identified by the files it was built from:
+(device, inode, size, mtime, ctime) of each. The storage asks for digests
+(URLs), the middleware for bodies (responses); neither builds them itself.
+
+Everything kept in memory here is bounded in bytes: one version per name,
+least recently used first out.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import posixpath
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Protocol
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
+from django.core.files.storage import FileSystemStorage
+
+from freshstatic import css, locations
+from freshstatic.conf import middleware_serves
+from freshstatic.hashing import hash_stream
+from freshstatic.log import warn_once
+
+if TYPE_CHECKING:
+    from django.core.files.storage import Storage
+
+Identity = tuple[int, ...]
+# A file a body was built from, and the identity it had then.
+Dependency = tuple[str, Identity]
+
+# Files up to this size are read whole and served from memory, so that the
+# hash is of exactly the bytes sent; larger ones stream.
+IN_MEMORY_MAX_BYTES = 2 * 1024 * 1024
+# Stylesheets larger than this are served as they are, not rewritten (one
+# rewrite holds a few copies of the text in memory).
+STYLESHEET_MAX_BYTES = 8 * 1024 * 1024
+# @import/url() chains between stylesheets deeper than this stop versioning.
+MAX_STYLESHEET_DEPTH = 32
+# What the versions kept in this process (rewritten stylesheets' bodies
+# included) may take; the least recently used go first.
+VERSIONS_MAX_BYTES = 64 * 1024 * 1024
+# How long a request waits for another one building the same version.
+BUILD_WAIT_SECONDS = 120.0
+# Bookkeeping of one kept version beside its body and paths.
+_VERSION_OVERHEAD_BYTES = 400
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of the bytes served for a name, and their digest."""
+
+    name: str
+    # The local file, or "" when the storage itself serves it (S3...).
+    path: str
+    identity: Identity | None
+    digest: str
+    # The other files the body was built from (a stylesheet's references).
+    dependencies: tuple[Dependency, ...] = ()
+    # The rewritten stylesheet; None: the file's own bytes, read when served.
+    body: bytes | None = None
+    rewritten: bool = False
+    # The cache generation a rewritten body or a remote file was built under.
+    epoch: str | None = None
+
+    def cost(self) -> int:
+        return (
+            _VERSION_OVERHEAD_BYTES
+            + len(self.name)
+            + len(self.path)
+            + sum(len(path) + 100 for path, _identity in self.dependencies)
+            + (len(self.body) if self.body is not None else 0)
+        )
+
+    def files(self) -> tuple[Dependency, ...]:
+        """Every local file this version describes, its own first."""
+        if self.identity is None:
+            return self.dependencies
+        return ((self.path, self.identity), *self.dependencies)
+
+
+@dataclass
+class Served:
+    """What the middleware sends for a name: a body in memory or a stream."""
+
+    digest: str
+    size: int
+    # Seconds since the epoch, or None when only the ETag can validate it.
+    mtime: float | None
+    body: bytes | None = None
+    stream: IO[bytes] | None = None
+
+
+class SharedDigests(Protocol):
+    """Digests shared with other processes (the cache), as the storage
+    provides them for one generation."""
+
+    def get(self, key: str) -> tuple[str, tuple[Dependency, ...]] | None: ...
+
+    def set(self, key: str, digest: str, files: tuple[Dependency, ...]) -> None: ...
+
+
+class VersionCache:
+    """Versions by key, bounded in bytes, least recently used out first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._versions: OrderedDict[tuple[object, ...], Version] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._versions)
+
+    def get(self, key: tuple[object, ...]) -> Version | None:
+        with self._lock:
+            version = self._versions.get(key)
+            if version is not None:
+                self._versions.move_to_end(key)
+            return version
+
+    def put(self, key: tuple[object, ...], version: Version) -> None:
+        cost = version.cost()
+        with self._lock:
+            old = self._versions.pop(key, None)
+            if old is not None:
+                self.bytes -= old.cost()
+            if cost > self.max_bytes:
+                return  # would evict everything else: serve it, keep nothing
+            self._versions[key] = version
+            self.bytes += cost
+            while self.bytes > self.max_bytes:
+                _key, evicted = self._versions.popitem(last=False)
+                self.bytes -= evicted.cost()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._versions.clear()
+            self.bytes = 0
+
+
+_versions = VersionCache(VERSIONS_MAX_BYTES)
+# Versions being built, so that concurrent first requests build once.
+_building: dict[tuple[object, ...], threading.Event] = {}
+_building_lock = threading.Lock()
+
+
+def forget_versions() -> None:
+    """Drop every version kept in this process."""
+    _versions.clear()
+
+
+def _reset_after_fork() -> None:
+    global _building_lock
+    _building_lock = threading.Lock()
+    _building.clear()
+    _versions._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def identity_of(path: str) -> Identity | None:
+    try:
+        return locations.file_identity(os.stat(path))
+    except OSError:
+        return None
+
+
+def still_current(files: tuple[Dependency, ...]) -> bool:
+    """Whether every file still has the identity recorded."""
+    return all(identity_of(path) == identity for path, identity in files)
+
+
+class ServedFiles:
+    """The bytes served for the names of one storage, and their digests."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        algorithm: str,
+        query_param: str,
+        hash_length: int,
+    ) -> None:
+        self.storage = storage
+        self.algorithm = algorithm
+        self.query_param = query_param
+        self.hash_length = hash_length
+        # Versions of this storage's names only (another storage may resolve
+        # the same name elsewhere, or hash it differently).
+        self._key = (id(self), algorithm, query_param, hash_length)
+
+    # -- which file --------------------------------------------------------------
+
+    def is_ignored(self, name: str) -> bool:
+        """
+        Whether ``name`` is never served or hashed: a dotfile, or anything
+        collectstatic ignores (``.env``, ``.git/config``, ``*~``, ``CVS``).
+        """
+        patterns = locations.ignore_patterns()
+        parts = name.split("/")
+        return any(
+            fnmatch.fnmatchcase(part, pattern)
+            for pattern in patterns
+            for part in (*parts, name)
+        )
+
+    def source(self, name: str) -> tuple[str, str] | None:
+        """
+        Where the bytes for clean ``name`` come from: ``("local", path)`` for
+        the storage's own local file or else the finders' first match, or
+        ``("storage", name)`` for a storage that is not a local folder (S3...).
+        Confinement is checked when the file is opened.
+        """
+        storage = self.storage
+        if isinstance(storage, FileSystemStorage) and not storage.base_location:
+            own = False  # no STATIC_ROOT: the finders serve everything
+        else:
+            try:
+                own = storage.exists(name)
+            except (ImproperlyConfigured, SuspiciousFileOperation):
+                own = False
+        if own:
+            try:
+                local = storage.path(name)
+            except NotImplementedError:
+                return ("storage", name)
+            if not os.path.lexists(local):
+                return ("storage", name)  # e.g. InMemoryStorage
+            if os.path.isfile(local):
+                return ("local", local)
+            # A folder or a broken symlink: not a file to serve.
+        path = locations.first_match(name)
+        return None if path is None else ("local", path)
+
+    def rewrites(self, name: str) -> bool:
+        """Whether ``name`` is a stylesheet served rewritten (when
+        FreshStaticMiddleware serves files, the default)."""
+        return name.lower().endswith(".css") and middleware_serves()
+
+    def release(self) -> str:
+        """
+        What tells this release's files apart from another's sharing the
+        cache: a digest of the real static roots (two releases side by side
+        live in different folders).
+        """
+        roots = locations.real_roots(locations.allowed_roots(self.storage))
+        return hashlib.blake2b(
+            "\0".join(roots).encode("utf-8", "surrogatepass"), digest_size=8
+        ).hexdigest()
+
+    def shared_key(self, name: str, rewritten: bool) -> str:
+        kind = "css" if rewritten else "raw"
+        return f"{kind}:{self.algorithm}:{self.release()}:{name}"
+
+    # -- digests, for URLs -----------------------------------------------------------
+
+    def version(
+        self, name: str, epoch: str | None, shared: SharedDigests | None = None
+    ) -> Version | None:
+        """
+        The current version of clean ``name``, or None if nothing is served
+        for it. Never raises: a file that cannot be read is logged once.
+        """
+        if self.is_ignored(name):
+            return None
+        try:
+            source = self.source(name)
+            if source is None:
+                return None
+            kind, location = source
+            if kind == "storage":
+                return self._remote(name, epoch, shared)
+            with self._open(location) as stream:
+                return self._local(name, location, stream, epoch, shared)
+        except locations.NotAFile:
+            return None  # a folder or a device where a file was expected
+        except locations.OutsideRoots as exc:
+            warn_once(
+                name,
+                "Static file %r resolves to %r, outside the static locations "
+                "(a symlink?); it is never read and its URL carries no hash.",
+                name,
+                str(exc),
+            )
+        except Exception as exc:  # a page must never fail because of a file
+            warn_once(
+                name,
+                "Static file %r could not be read (%s: %s); its URL carries no hash.",
+                name,
+                type(exc).__name__,
+                exc,
+            )
+        return None
+
+    def _open(self, path: str) -> IO[bytes]:
+        return locations.open_within(path, locations.allowed_roots(self.storage))
+
+    def _remote(
+        self, name: str, epoch: str | None, shared: SharedDigests | None
+    ) -> Version | None:
+        # Nothing local to identify it by: the generation stands for it.
+        key = (*self._key, "storage", name)
+        kept = _versions.get(key)
+        if kept is not None and epoch is not None and kept.epoch == epoch:
+            return kept
+        shared_key = self.shared_key(name, False)
+        found = shared.get(shared_key) if shared is not None else None
+        if found is not None and not found[1]:
+            digest = found[0]
+        else:
+            with self.storage.open(name, "rb") as stream:
+                digest = hash_stream(stream, self.algorithm)
+            if shared is not None:
+                shared.set(shared_key, digest, ())
+        version = Version(name, "", None, digest, epoch=epoch)
+        if epoch is not None:
+            _versions.put(key, version)
+        return version
+
+    def _local(
+        self,
+        name: str,
+        path: str,
+        stream: IO[bytes],
+        epoch: str | None,
+        shared: SharedDigests | None,
+    ) -> Version:
+        info = os.fstat(stream.fileno())
+        identity = locations.file_identity(info)
+        rewritten = self._rewrites(name, info.st_size)
+        key = (*self._key, rewritten, name)
+
+        def kept() -> Version | None:
+            version = _versions.get(key)
+            return version if _valid(version, path, identity, epoch) else None
+
+        shared_key = self.shared_key(name, rewritten)
+        version = kept()
+        if version is not None:
+            if shared is not None:  # a new generation: share what is known
+                shared.set(shared_key, version.digest, version.files())
+            return version
+        found = shared.get(shared_key) if shared is not None else None
+        if found is not None:
+            digest, files = found
+            if files and files[0] == (path, identity) and still_current(files[1:]):
+                # Enough for a URL; a rewritten body is rebuilt when served.
+                version = Version(
+                    name, path, identity, digest, files[1:], None, rewritten, epoch
+                )
+                _versions.put(key, version)
+                return version
+
+        def build() -> Version:
+            if rewritten:
+                version = self._stylesheet(name, path, stream, info, epoch)
+            else:
+                version = Version(
+                    name, path, identity, hash_stream(stream, self.algorithm)
+                )
+            if locations.file_identity(os.fstat(stream.fileno())) != identity:
+                return version  # changed while read: use it, keep nothing
+            _versions.put(key, version)
+            if shared is not None:
+                shared.set(shared_key, version.digest, version.files())
+            return version
+
+        return _once(key, kept, build)
+
+    def _rewrites(self, name: str, size: int) -> bool:
+        if not self.rewrites(name):
+            return False
+        if size > STYLESHEET_MAX_BYTES:
+            warn_once(
+                f"{name}\0too big",
+                "Stylesheet %r is larger than %d bytes: it is served as it is, "
+                "its references without their hashes.",
+                name,
+                STYLESHEET_MAX_BYTES,
+            )
+            return False
+        return True
+
+    # -- bodies, for responses -------------------------------------------------------
+
+    def open(self, name: str, epoch: str | None) -> Served | None:
+        """
+        The bytes to serve for clean ``name`` and their digest, or None if
+        nothing is served for it (missing, ignored, not a regular file).
+        Raises OutsideRoots for a file outside the static locations and
+        OSError for one that cannot be read. The caller closes the stream.
+        """
+        if self.is_ignored(name):
+            return None
+        source = self.source(name)
+        if source is None or source[0] != "local":
+            return None
+        path = source[1]
+        try:
+            stream = self._open(path)
+        except locations.NotAFile:
+            return None
+        try:
+            return self._served(name, path, stream, epoch)
+        except BaseException:
+            stream.close()
+            raise
+
+    def _served(
+        self, name: str, path: str, stream: IO[bytes], epoch: str | None
+    ) -> Served:
+        before = os.fstat(stream.fileno())
+        identity = locations.file_identity(before)
+        if self._rewrites(name, before.st_size):
+            version = self._local(name, path, stream, epoch, None)
+            if version.body is None:  # known from the shared cache: build it
+                stream.seek(0)
+                version = self._stylesheet(name, path, stream, before, epoch)
+                if version.identity == identity:
+                    _versions.put((*self._key, True, name), version)
+            stream.close()
+            body = version.body or b""
+            # The body also depends on the files it references: only the
+            # ETag (its hash) can validate it, not the file's own mtime.
+            return Served(version.digest, len(body), None, body=body)
+        key = (*self._key, False, name)
+        if before.st_size <= IN_MEMORY_MAX_BYTES:
+            # Read whole, so that the hash is of exactly the bytes sent, even
+            # if the file is rewritten in place meanwhile.
+            data = stream.read()
+            after = os.fstat(stream.fileno())
+            stream.close()
+            kept = _versions.get(key)
+            if locations.file_identity(after) != identity:
+                digest = hashlib.new(self.algorithm, data).hexdigest()
+            elif _valid(kept, path, identity, epoch):
+                assert kept is not None
+                digest = kept.digest
+            else:
+                digest = hashlib.new(self.algorithm, data).hexdigest()
+                _versions.put(key, Version(name, path, identity, digest))
+            return Served(digest, len(data), after.st_mtime, body=data)
+        version = self._local(name, path, stream, epoch, None)
+        stream.seek(0)
+        return Served(version.digest, before.st_size, before.st_mtime, stream=stream)
+
+    def on_disk(self, name: str) -> tuple[str, os.stat_result] | None:
+        """
+        The digest of the file for clean ``name`` as it is on disk, and its
+        status, or None: what something else (WhiteNoise) serves for it.
+        """
+        if self.is_ignored(name):
+            return None
+        source = self.source(name)
+        if source is None or source[0] != "local":
+            return None
+        try:
+            with self._open(source[1]) as stream:
+                info = os.fstat(stream.fileno())
+                version = self._local(name, source[1], stream, None, None)
+        except OSError:
+            return None
+        return version.digest, info
+
+    # -- stylesheets -----------------------------------------------------------------
+
+    def target(self, stylesheet: str, reference: str) -> str | None:
+        """The clean static name ``reference`` in ``stylesheet`` points at."""
+        path = unquote(reference.partition("#")[0].partition("?")[0])
+        if path.startswith("/"):
+            static_path = urlsplit(settings.STATIC_URL or "/").path
+            if not path.startswith(static_path):
+                return None  # a root-relative URL that is not static
+            path = path[len(static_path) :]
+        else:
+            path = posixpath.join(posixpath.dirname(stylesheet), path)
+        return locations.clean_name(path)
+
+    def _stylesheet(
+        self,
+        name: str,
+        path: str,
+        stream: IO[bytes],
+        info: os.stat_result,
+        epoch: str | None,
+    ) -> Version:
+        """
+        Rewrite stylesheet ``name`` (open as ``stream``) and the stylesheets
+        it references, deepest first, without recursion: a chain of any
+        length stops at MAX_STYLESHEET_DEPTH, a cycle where it closes.
+        """
+        root = _Sheet(name, path, stream.read(), locations.file_identity(info))
+        done: dict[str, Version | None] = {}
+        stack: list[_Sheet] = [root]
+        while stack:
+            sheet = stack[-1]
+            if sheet.pending is None:
+                sheet.pending = self._children(sheet, stack, done, epoch)
+            if sheet.pending:
+                child = sheet.pending.pop()
+                if child.name not in done:
+                    stack.append(child)
+                continue
+            stack.pop()
+            if sheet.name not in done:
+                done[sheet.name] = self._rewrite(sheet, done, epoch)
+        version = done[name]
+        assert version is not None
+        return version
+
+    def _children(
+        self,
+        sheet: _Sheet,
+        stack: list[_Sheet],
+        done: dict[str, Version | None],
+        epoch: str | None,
+    ) -> list[_Sheet]:
+        """The stylesheets ``sheet`` references that must be rewritten first."""
+        if sheet.raw is None and not self._load(sheet, done, epoch):
+            return []
+        children: list[_Sheet] = []
+        open_names = {open_sheet.name for open_sheet in stack}
+        for reference in css.references(sheet.text()):
+            target = self.target(sheet.name, reference)
+            if (
+                target is None
+                or target in done
+                or target in open_names
+                or not self.rewrites(target)
+                or any(child.name == target for child in children)
+            ):
+                continue
+            if len(stack) >= MAX_STYLESHEET_DEPTH:
+                warn_once(
+                    f"{sheet.name}\0{reference}\0depth",
+                    "Stylesheet %r references %r more than %d stylesheets deep; "
+                    "the reference is left as it is.",
+                    sheet.name,
+                    reference,
+                    MAX_STYLESHEET_DEPTH,
+                )
+                continue
+            children.append(_Sheet(target))
+        return children
+
+    def _load(
+        self, sheet: _Sheet, done: dict[str, Version | None], epoch: str | None
+    ) -> bool:
+        """
+        Read referenced stylesheet ``sheet``; False when it needs no reading:
+        kept already, or not rewritten (missing, too big, remote), in which
+        case its version is in ``done``.
+        """
+        name = sheet.name
+        source = None if self.is_ignored(name) else self.source(name)
+        if source is not None and source[0] == "local":
+            try:
+                with self._open(source[1]) as stream:
+                    info = os.fstat(stream.fileno())
+                    identity = locations.file_identity(info)
+                    kept = _versions.get((*self._key, True, name))
+                    if _valid(kept, source[1], identity, epoch):
+                        done[name] = kept
+                        return False
+                    if self._rewrites(name, info.st_size):
+                        sheet.path, sheet.identity = source[1], identity
+                        sheet.raw = stream.read()
+                        return True
+            except OSError:
+                pass  # reported by version() below, if it fails there too
+        done[name] = self.version(name, epoch)
+        return False
+
+    def _rewrite(
+        self, sheet: _Sheet, done: dict[str, Version | None], epoch: str | None
+    ) -> Version | None:
+        assert sheet.path is not None
+        assert sheet.identity is not None
+        dependencies: dict[str, Identity] = {}
+
+        def replace(reference: str) -> str:
+            target = self.target(sheet.name, reference)
+            if target is not None and target in done:
+                version = done[target]
+            elif target is not None and self.rewrites(target):
+                return reference  # a cycle, or too deep: left as it is
+            else:
+                version = None if target is None else self.version(target, epoch)
+            if version is None:
+                warn_once(
+                    f"{sheet.name}\0{reference}",
+                    "Stylesheet %r references %r, which is not a static file; "
+                    "the reference is left as it is.",
+                    sheet.name,
+                    reference,
+                )
+                return reference
+            for file_path, identity in version.files():
+                dependencies[file_path] = identity
+            path_part, fragment_sep, fragment = reference.partition("#")
+            path, _, query = path_part.partition("?")
+            version_param = f"{self.query_param}={version.digest[: self.hash_length]}"
+            params = [part for part in (query, version_param) if part]
+            return f"{path}?{'&'.join(params)}{fragment_sep}{fragment}"
+
+        body = css.rewrite(sheet.text(), replace).encode("utf-8", "surrogateescape")
+        dependencies.pop(sheet.path, None)
+        version = Version(
+            sheet.name,
+            sheet.path,
+            sheet.identity,
+            hashlib.new(self.algorithm, body).hexdigest(),
+            tuple(dependencies.items()),
+            body,
+            True,
+            epoch,
+        )
+        # The stylesheet asked for is kept by its caller, which checks that
+        # it did not change while read; those it references are kept here.
+        if not sheet.asked and identity_of(sheet.path) == sheet.identity:
+            _versions.put((*self._key, True, sheet.name), version)
+        return version
+
+
+class _Sheet:
+    """A stylesheet on the rewriting stack."""
+
+    __slots__ = ("asked", "identity", "name", "path", "pending", "raw")
+
+    def __init__(
+        self,
+        name: str,
+        path: str | None = None,
+        raw: bytes | None = None,
+        identity: Identity | None = None,
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.raw = raw
+        self.identity = identity
+        self.asked = raw is not None
+        self.pending: list[_Sheet] | None = None
+
+    def text(self) -> str:
+        return (self.raw or b"").decode("utf-8", "surrogateescape")
+
+
+def _valid(
+    version: Version | None, path: str, identity: Identity, epoch: str | None
+) -> bool:
+    """Whether a kept version still describes the file at ``path``."""
+    if version is None or version.path != path or version.identity != identity:
+        return False
+    if not version.rewritten:
+        return True
+    # A rewritten body also depends on which files its references resolve
+    # to: a rotation (a file added, moved or edited) means build it anew.
+    # While the cache is unreachable, the files it was built from are checked.
+    if epoch is None:
+        return still_current(version.dependencies)
+    return version.epoch == epoch
+
+
+def _once(
+    key: tuple[object, ...],
+    kept: Callable[[], Version | None],
+    build: Callable[[], Version],
+) -> Version:
+    """Build the version for ``key`` once, however many threads ask at once."""
+    while True:
+        with _building_lock:
+            event = _building.get(key)
+            owner = event is None
+            if event is None:
+                event = _building[key] = threading.Event()
+        if owner:
+            try:
+                return build()
+            finally:
+                with _building_lock:
+                    _building.pop(key, None)
+                event.set()
+        event.wait(BUILD_WAIT_SECONDS)
+        version = kept()
+        if version is not None:
+            return version
