@@ -363,3 +363,81 @@ def test_a_redis_user_without_pub_sub_rights_still_rotates(
     assert caplog.text.count("cannot be announced") == 1
     assert "is unavailable" not in caplog.text
     redis_cache.command("ACL", "DELUSER", "nochannels")
+
+
+@pytest.mark.redis
+def test_a_hung_redis_stalls_one_thread_not_every_thread(
+    static_tree: StaticTree, redis_cache: RedisServer
+) -> None:
+    """
+    Redis frozen (SIGSTOP), and no socket timeout configured: the first
+    thread to need it waits; every other thread answers without it.
+    """
+    import signal
+
+    names = [f"page/{index}.css" for index in range(8)]
+    for name in names:
+        static_tree.write(name, name.encode())
+    no_timeouts = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": redis_cache.url,
+        }
+    }
+    assert redis_cache.process is not None
+    with override_settings(CACHES=no_timeouts, FRESHSTATIC={"GENERATION_TTL": 0}):
+        storage = FreshStaticFilesStorage()
+        storage.url("warm.css")  # connected, generation known
+        done: list[str] = []
+        redis_cache.process.send_signal(signal.SIGSTOP)
+        try:
+            threads = [
+                threading.Thread(target=lambda n=name: done.append(storage.url(n)))
+                for name in names
+            ]
+            for thread in threads:
+                thread.start()
+            # All but the one (or two) caught in a call to the frozen Redis.
+            wait_for(
+                lambda: len(done) >= len(names) - 2,
+                timeout=60,
+                message="threads to answer while Redis is frozen",
+            )
+            for url in done:
+                assert "?v=" in url  # hashed here, without the cache
+        finally:
+            redis_cache.process.send_signal(signal.SIGCONT)
+        for thread in threads:
+            thread.join(60)
+        assert len(done) == len(names)
+
+
+@pytest.mark.redis
+def test_a_generation_seen_replaced_is_never_adopted_again(
+    static_tree: StaticTree, redis_cache: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis restored from an older snapshot brings back an old generation
+    and its old hashes: this process starts a new generation instead."""
+    path = static_tree.write("a.css", b"old")
+    with (
+        override_settings(FRESHSTATIC={"GENERATION_TTL": 0}),
+        caplog.at_level(logging.WARNING, logger="freshstatic"),
+    ):
+        storage = FreshStaticFilesStorage()
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'old')}"
+        old_generation = storage.hash_cache.state.generation
+        snapshot = {
+            key: redis_cache.command("DUMP", key)
+            for key in redis_cache.command("KEYS", "*freshstatic:*")
+        }
+        assert len(snapshot) >= 2  # the generation and a.css's hash
+        path.write_bytes(b"new")
+        assert storage.hash_cache.rotate()
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'new')}"
+        # The snapshot comes back (the same keys, the same values).
+        redis_cache.command("FLUSHALL")
+        for key, value in snapshot.items():
+            redis_cache.command("RESTORE", key, "0", value)
+        assert storage.url("a.css") == f"/static/a.css?v={sha(b'new')}"
+        assert storage.hash_cache.state.generation not in (None, old_generation)
+    assert "was replaced before" in caplog.text
