@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from freshstatic.storage import FreshStaticFilesStorage
-from tests.conftest import APP_CSS_BYTES, StaticTree, sha
+from tests.conftest import APP_CSS_BYTES, RedisServer, StaticTree, sha
 
 
 def run(*args: str, tty: bool = False) -> tuple[str, str]:
@@ -53,7 +53,7 @@ def test_no_arguments_is_an_error() -> None:
         run()
 
 
-def test_all_warms_the_shared_cache(static_tree: StaticTree) -> None:
+def test_all_hashes_every_file(static_tree: StaticTree) -> None:
     for index in range(30):
         static_tree.write(f"many/{index}.css", f"{index}".encode())
     out, _ = run("--all")
@@ -61,11 +61,20 @@ def test_all_warms_the_shared_cache(static_tree: StaticTree) -> None:
     assert "\r" not in out
     assert "[" not in out
     assert out.startswith("Hashed 31 static files in ")  # 30 + the test app's
-    # Every hash is now in the cache: a fresh storage does not read the files.
+
+
+@pytest.mark.redis
+def test_all_warms_the_shared_cache(
+    static_tree: StaticTree, redis_cache: RedisServer
+) -> None:
     for index in range(30):
-        static_tree.write(f"many/{index}.css", b"changed without invalidation")
-    storage = FreshStaticFilesStorage()
-    assert storage.url("many/7.css") == f"/static/many/7.css?v={sha(b'7')}"
+        static_tree.write(f"many/{index}.css", f"{index}".encode())
+    entries = int(redis_cache.command("DBSIZE"))
+    out, err = run("--rotate", "--all")
+    assert out.splitlines()[1].startswith("Hashed 31 static files in ")
+    # A hash for each file, where every process sharing the cache finds it.
+    assert int(redis_cache.command("DBSIZE")) >= entries + 31
+    assert err == ""  # a shared cache: no freshstatic.W006
 
 
 def test_all_shows_a_progress_bar_on_a_terminal(static_tree: StaticTree) -> None:
@@ -114,7 +123,54 @@ def test_rotate_then_all(static_tree: StaticTree) -> None:
     assert out.splitlines()[1].startswith("Hashed 2 static files")
 
 
-def test_refuses_a_storage_that_is_not_freshstatic() -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--rotate",),
+        ("--all",),
+        ("--rotate", "--all"),
+        ("--rotate", "a.css"),
+    ],
+)
+def test_a_per_process_cache_is_reported_where_it_matters(
+    static_tree: StaticTree, args: tuple[str, ...]
+) -> None:
+    static_tree.write("a.css", b"a")
+    _, err = run(*args)
+    assert "(freshstatic.W006) The cache alias 'default' is per-process" in err
+    assert "your servers are not affected" in err
+
+
+def test_rotate_with_json_prints_only_the_manifest(static_tree: StaticTree) -> None:
+    static_tree.write("a.css", b"a")
+    out, err = run("--rotate", "--json", "a.css")
+    assert json.loads(out) == {"a.css": f"/static/a.css?v={sha(b'a')}"}
+    assert "freshstatic.W006" in err
+
+
+@pytest.mark.parametrize("args", [("a.css",), ("--json",), ("--all", "--json")])
+def test_no_warning_when_only_urls_are_asked_for(
+    static_tree: StaticTree, args: tuple[str, ...]
+) -> None:
+    static_tree.write("a.css", b"a")
+    _, err = run(*args)
+    assert err == ""
+
+
+def test_counts_of_one_are_singular() -> None:
+    # Only the test app's stylesheet.
+    out, _ = run("--all")
+    assert out.startswith("Hashed 1 static file in ")
+    with pytest.raises(CommandError, match=r"^1 of 1 name could not be found\.$"):
+        run("nope.css")
+
+
+@pytest.mark.parametrize(
+    ("command", "args"), [("hashstatic", ("a.css",)), ("watchstatic", ())]
+)
+def test_commands_refuse_a_storage_that_is_not_freshstatic(
+    command: str, args: tuple[str, ...]
+) -> None:
     with (
         override_settings(
             STORAGES={
@@ -123,6 +179,10 @@ def test_refuses_a_storage_that_is_not_freshstatic() -> None:
                 }
             }
         ),
-        pytest.raises(CommandError, match="not a freshstatic storage"),
+        pytest.raises(
+            CommandError,
+            match=r"not a freshstatic storage "
+            r"\(django\.contrib\.staticfiles\.storage\.StaticFilesStorage\)",
+        ),
     ):
-        run("a.css")
+        call_command(command, *args, stdout=StringIO(), stderr=StringIO())

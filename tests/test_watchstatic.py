@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import override_settings
 
 from tests.conftest import (
     EXAMPLE,
@@ -86,23 +88,49 @@ def test_poll_option_and_ctrl_c(static_tree: StaticTree, tmp_path: Path) -> None
         command.stop()
 
 
-def test_rejects_a_bad_poll_interval() -> None:
-    with pytest.raises(CommandError, match="--poll takes a number of seconds"):
-        call_command("watchstatic", "--poll", "0")
-
-
-def test_refuses_a_storage_that_is_not_freshstatic() -> None:
-    with (
-        override_settings(
-            STORAGES={
-                "staticfiles": {
-                    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-                }
-            }
-        ),
-        pytest.raises(CommandError, match="not a freshstatic storage"),
+@pytest.mark.parametrize("seconds", ["0", "-1", "0.01", "61", "nan"])
+def test_rejects_a_poll_interval_out_of_range(seconds: str) -> None:
+    with pytest.raises(
+        CommandError, match=r"^--poll takes a number of seconds from 0\.05 to 60\.$"
     ):
-        call_command("watchstatic")
+        call_command("watchstatic", "--poll", seconds)
+
+
+def run_until_started(*args: str) -> tuple[str, str]:
+    """Run watchstatic in this process and stop it with SIGTERM once it has
+    started, as a process manager would."""
+    out, err = StringIO(), StringIO()
+    done = threading.Event()
+
+    def stop_once_started() -> None:
+        while not done.wait(0.02):
+            if "Ctrl-C to stop" in out.getvalue():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    stopper = threading.Thread(target=stop_once_started, daemon=True)
+    stopper.start()
+    try:
+        call_command("watchstatic", *args, stdout=out, stderr=err)
+    finally:
+        done.set()
+        stopper.join(timeout=10)
+    return out.getvalue(), err.getvalue()
+
+
+def test_one_folder_is_singular() -> None:
+    # The test app's static folder only.
+    out, _ = run_until_started()
+    assert out.startswith("Watching 1 static folder (native events); Ctrl-C to stop.")
+
+
+def test_several_folders_are_plural(static_tree: StaticTree) -> None:
+    out, err = run_until_started("--poll", "0.5")
+    assert out.startswith(
+        "Watching 3 static folders (polling every 0.5 s); Ctrl-C to stop."
+    )
+    assert "freshstatic.W004" in err
+    assert out.rstrip().endswith("Stopped.")
 
 
 def _wait_every_worker_renders(base: str, script_hash: str, workers: set[int]) -> None:

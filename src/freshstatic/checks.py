@@ -1,7 +1,13 @@
-"""System checks (``manage.py check``): every ID is listed in the README."""
+"""
+System checks (``manage.py check``), registered by the app's ``ready()``.
+
+Every ID is documented in docs/checks.md.
+"""
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -13,17 +19,28 @@ from django.utils.module_loading import import_string
 
 from freshstatic.cache import PER_PROCESS_BACKENDS
 from freshstatic.conf import (
+    APP_MISSING_ERROR,
+    APP_MISSING_HINT,
     STORAGE_DEFAULTS,
     conf,
+    did_you_mean,
     hash_algorithm_error,
     hash_length_error,
     key_prefix_error,
     middleware_serves,
     query_param_error,
     setting_errors,
+    strict_error,
 )
 
 STORAGE_SETTING = "STORAGES['staticfiles']"
+OPTIONS_HINT = "See the storage options in docs/configuration.md."
+
+# How a storage refuses an option it does not take: Python's TypeError for an
+# unexpected keyword argument, or django-storages' "Invalid setting 'name'".
+_UNKNOWN_OPTION = re.compile(
+    r"(?:unexpected keyword argument|invalid setting) '([^']+)'", re.IGNORECASE
+)
 
 
 def _staticfiles_backend() -> tuple[type | None, dict[str, Any]]:
@@ -56,8 +73,7 @@ def check_storage(
             messages.append(
                 Warning(
                     f"'freshstatic' is installed but {STORAGE_SETTING} uses "
-                    f"{backend.__module__}.{backend.__qualname__}, so static URLs "
-                    "carry no content hash.",
+                    f"{_dotted(backend)}, so static URLs carry no content hash.",
                     hint="Set STORAGES['staticfiles']['BACKEND'] to "
                     "'freshstatic.storage.FreshStaticFilesStorage' (or mix "
                     "freshstatic.storage.FreshStaticMixin into your storage).",
@@ -66,75 +82,34 @@ def check_storage(
             )
         return messages
     if not installed:
+        # Only reachable when the app was removed after start-up (a test's
+        # override_settings): without the app these checks are never
+        # registered, and the storage itself refuses to be created.
         messages.append(
-            Error(
-                f"{STORAGE_SETTING} uses a freshstatic storage but 'freshstatic' "
-                "is not in INSTALLED_APPS.",
-                hint="Add 'freshstatic' to INSTALLED_APPS, or no watcher starts "
-                "and changed files keep their old hash.",
-                id="freshstatic.E001",
-            )
+            Error(APP_MISSING_ERROR, hint=APP_MISSING_HINT, id="freshstatic.E001")
         )
-    options = {**STORAGE_DEFAULTS, **options}
-    alias = options["cache_alias"]
-    cache_config = settings.CACHES.get(alias)
-    if cache_config is None:
-        messages.append(
-            Error(
-                f"The cache alias {alias!r} ({STORAGE_SETTING}['OPTIONS']"
-                "['cache_alias']) is not defined in CACHES.",
-                hint=f"Add {alias!r} to CACHES or choose one of: "
-                + ", ".join(repr(name) for name in settings.CACHES),
-                id="freshstatic.E002",
-            )
-        )
-    else:
-        try:
-            cache_backend = import_string(cache_config.get("BACKEND", ""))
-        except ImportError:
-            cache_backend = None
-        per_process = isinstance(cache_backend, type) and issubclass(
-            cache_backend, PER_PROCESS_BACKENDS
-        )
-        if per_process and not setting_errors() and conf.WATCH is False:
-            messages.append(
-                Warning(
-                    f"The cache alias {alias!r} is per-process and "
-                    "FRESHSTATIC['WATCH'] is False: no watcher in this process "
-                    "invalidates its hashes, so edited files keep their old URL.",
-                    hint="Set FRESHSTATIC['WATCH'] to 'auto' or True, or share "
-                    "hashes through Redis and run 'manage.py watchstatic'.",
-                    id="freshstatic.W003",
-                )
-            )
-        if isinstance(cache_backend, type) and issubclass(cache_backend, DummyCache):
-            messages.append(
-                Warning(
-                    f"The cache alias {alias!r} uses DummyCache: hashes are never "
-                    "stored, so every process re-hashes files and no invalidation "
-                    "is shared.",
-                    hint="Use LocMemCache for one process, or Redis "
-                    "(django-redis) to share hashes between processes.",
-                    id="freshstatic.W001",
-                )
-            )
+    merged = {**STORAGE_DEFAULTS, **options}
+    messages.extend(_cache_messages(merged["cache_alias"]))
     for check_id, error in (
-        ("freshstatic.E003", hash_algorithm_error(options["hash_algorithm"])),
+        ("freshstatic.E003", hash_algorithm_error(merged["hash_algorithm"])),
         (
             "freshstatic.E004",
-            hash_length_error(options["hash_length"], options["hash_algorithm"]),
+            hash_length_error(merged["hash_length"], merged["hash_algorithm"]),
         ),
-        ("freshstatic.E005", key_prefix_error(options["key_prefix"])),
-        ("freshstatic.E005", query_param_error(options["query_param"])),
+        ("freshstatic.E005", key_prefix_error(merged["key_prefix"])),
+        ("freshstatic.E005", query_param_error(merged["query_param"])),
+        ("freshstatic.E005", strict_error(merged["strict"])),
     ):
         if error:
             messages.append(
                 Error(
                     f"{STORAGE_SETTING}['OPTIONS']: {error}",
-                    hint="See the storage options in docs/configuration.md.",
+                    hint=OPTIONS_HINT,
                     id=check_id,
                 )
             )
+    if installed:
+        messages.extend(_creation_messages(backend, options))
     messages.extend(_serving_messages())
     messages.extend(
         Error(
@@ -145,6 +120,119 @@ def check_storage(
         for error in setting_errors()
     )
     return messages
+
+
+def _cache_messages(alias: object) -> list[CheckMessage]:
+    cache_config = settings.CACHES.get(alias) if isinstance(alias, str) else None
+    if cache_config is None:
+        return [
+            Error(
+                f"The cache alias {alias!r} ({STORAGE_SETTING}['OPTIONS']"
+                "['cache_alias']) is not defined in CACHES.",
+                hint=f"Add {alias!r} to CACHES or choose one of: "
+                + ", ".join(repr(name) for name in settings.CACHES),
+                id="freshstatic.E002",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    try:
+        cache_backend = import_string(cache_config.get("BACKEND", ""))
+    except ImportError:
+        cache_backend = None
+    per_process = isinstance(cache_backend, type) and issubclass(
+        cache_backend, PER_PROCESS_BACKENDS
+    )
+    if per_process and not setting_errors() and conf.WATCH is False:
+        messages.append(
+            Warning(
+                f"The cache alias {alias!r} is per-process and "
+                "FRESHSTATIC['WATCH'] is False: no watcher in this process "
+                "invalidates its hashes, so edited files keep their old URL.",
+                hint="Set FRESHSTATIC['WATCH'] to 'auto' or True, or share "
+                "hashes through Redis and run 'manage.py watchstatic'.",
+                id="freshstatic.W003",
+            )
+        )
+    if isinstance(cache_backend, type) and issubclass(cache_backend, DummyCache):
+        messages.append(
+            Warning(
+                f"The cache alias {alias!r} uses DummyCache: hashes are never "
+                "stored, so every process re-hashes files and no invalidation "
+                "is shared.",
+                hint="Use LocMemCache for one process, or Redis "
+                "(django-redis) to share hashes between processes.",
+                id="freshstatic.W001",
+            )
+        )
+    return messages
+
+
+def _creation_messages(backend: type, options: dict[str, Any]) -> list[CheckMessage]:
+    """
+    Create the storage with its OPTIONS, as Django will at the first page, to
+    report the options it refuses (a typo, an option of no class in it) and
+    anything else that makes its creation fail. The options that freshstatic
+    itself takes are left out: E003-E005 report their values.
+    """
+    others = {
+        key: value for key, value in options.items() if key not in STORAGE_DEFAULTS
+    }
+    messages: list[CheckMessage] = []
+    while True:
+        try:
+            backend(**others)
+        except Exception as exc:
+            match = _UNKNOWN_OPTION.search(str(exc))
+            unknown = match.group(1) if match else None
+            if unknown is None or unknown not in others:
+                messages.append(
+                    Error(
+                        f"{STORAGE_SETTING} cannot be created with its OPTIONS: "
+                        f"{type(exc).__name__}: {exc}",
+                        hint=OPTIONS_HINT,
+                        id="freshstatic.E007",
+                    )
+                )
+                return messages
+            suggestion = did_you_mean(unknown, _option_names(backend))
+            messages.append(
+                Error(
+                    f"{STORAGE_SETTING}['OPTIONS'] has {unknown!r}, which "
+                    f"{_dotted(backend)} does not accept.",
+                    hint=(f"Did you mean {suggestion!r}? " if suggestion else "")
+                    + OPTIONS_HINT,
+                    id="freshstatic.E007",
+                )
+            )
+            # Again without it, to report every unknown option at once.
+            del others[unknown]
+        else:
+            return messages
+
+
+def _option_names(backend: type) -> set[str]:
+    """The keyword arguments that the storage's classes name."""
+    names = set(STORAGE_DEFAULTS)
+    for klass in backend.__mro__:
+        init = klass.__dict__.get("__init__")
+        if not callable(init):
+            continue  # inherits its __init__
+        try:
+            parameters = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):  # pragma: no cover - some C types
+            continue  # only a suggestion is lost; a check never crashes
+        names.update(
+            parameter.name
+            for parameter in parameters
+            if parameter.kind
+            in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            and parameter.name != "self"
+        )
+    return names
+
+
+def _dotted(klass: type) -> str:
+    return f"{klass.__module__}.{klass.__qualname__}"
 
 
 def _serving_messages() -> list[CheckMessage]:
@@ -181,5 +269,32 @@ def watchstatic_messages(alias: str, shared: bool) -> list[CheckMessage]:
             hint="Share hashes through Redis (django-redis), or let each server "
             "process run its own watcher (FRESHSTATIC['WATCH'] = True).",
             id="freshstatic.W004",
+        )
+    ]
+
+
+def hashstatic_messages(
+    alias: str, shared: bool, *, rotate: bool, warm: bool
+) -> list[CheckMessage]:
+    """What ``manage.py hashstatic`` reports before it rotates or warms up."""
+    if shared or not (rotate or warm):
+        return []
+    if rotate and warm:
+        effect = (
+            "'hashstatic --rotate --all' invalidates and warms up hashes in its "
+            "own process only"
+        )
+    elif rotate:
+        effect = "'hashstatic --rotate' invalidates hashes in its own process only"
+    else:
+        effect = "the hashes 'hashstatic --all' computes stay in its own process"
+    return [
+        Warning(
+            f"The cache alias {alias!r} is per-process, so {effect}: your "
+            "servers are not affected.",
+            hint="Share hashes through Redis (django-redis). With a per-process "
+            "cache each server keeps its own hashes, kept fresh by its own "
+            "watcher (FRESHSTATIC['WATCH']) or a restart.",
+            id="freshstatic.W006",
         )
     ]

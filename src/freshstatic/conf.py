@@ -5,12 +5,20 @@ Nothing here is read at import time, so ``override_settings(FRESHSTATIC=...)``
 takes effect immediately. Options that belong to one storage (hash algorithm,
 length, cache alias...) are keyword arguments of the storage instead, in
 ``STORAGES["staticfiles"]["OPTIONS"]``.
+
+Each setting is read by one function that returns both the value used at run
+time and, for an invalid value, what is wrong with it: the properties of
+``conf`` use the first, the freshstatic.E006 check reports the second, so the
+two can never disagree.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
-from typing import Any, Literal
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, cast
 
 from django.conf import settings
 
@@ -31,6 +39,28 @@ DEFAULTS: dict[str, Any] = {
     "SERVE": True,
 }
 
+# The accepted range of each setting in seconds. A number outside it is
+# reported by freshstatic.E006 and clamped to it at run time: polling every
+# 0.5 ms burns a core while idle, every 10**9 s never notices a change.
+DEBOUNCE_SECONDS_RANGE = (0.0, 5.0)
+POLL_SECONDS_RANGE = (0.05, 60.0)
+GENERATION_TTL_SECONDS_RANGE = (0.0, 300.0)
+# POLL = True
+POLL_DEFAULT_SECONDS = 1.0
+
+# How a boolean is written in settings, including ones read from environment
+# variables ("false" must not be truthy). Compared case-insensitively.
+BOOLEAN_WORDS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
+
 # Storage options (STORAGES["staticfiles"]["OPTIONS"]) and their defaults.
 STORAGE_DEFAULTS: dict[str, Any] = {
     "hash_algorithm": "sha256",
@@ -44,62 +74,164 @@ STORAGE_DEFAULTS: dict[str, Any] = {
 # Variable-length digests need an explicit size; they make poor cache busters.
 _UNSUPPORTED_ALGORITHMS = frozenset({"shake_128", "shake_256"})
 MIN_HASH_LENGTH = 6
+# The longest fixed-length hashlib digest (SHA-512, BLAKE2b), in hex digits.
+MAX_HASH_LENGTH = 128
+
+# A freshstatic storage created while the app is not installed (check
+# freshstatic.E001, and the storage's own ImproperlyConfigured).
+APP_MISSING_ERROR = (
+    "A freshstatic storage is used but 'freshstatic' is not in INSTALLED_APPS: "
+    "no watcher starts and its system checks never run, so edited files would "
+    "keep their old URL."
+)
+APP_MISSING_HINT = (
+    "Add 'freshstatic' to INSTALLED_APPS, above 'django.contrib.staticfiles'."
+)
+
+
+def parse_bool(value: object) -> bool | None:
+    """
+    ``value`` as a boolean, or None if it is not written as one: True or
+    False, 1 or 0, or a string from BOOLEAN_WORDS in any case.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return BOOLEAN_WORDS.get(value.strip().lower())
+    return None
+
+
+def parse_seconds(value: object) -> float | None:
+    """``value`` as a number of seconds (a number, or a string such as
+    "0.5"), or None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        seconds = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return None if math.isnan(seconds) else seconds
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to a misspelt ``name``, if one is close."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1)
+    return matches[0] if matches else None
+
+
+# A setting's value at run time, and what is wrong with it (None if nothing).
+Reading = tuple[Any, str | None]
+
+
+def _read_watch(value: object) -> Reading:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto", None
+    flag = parse_bool(value)
+    if flag is not None:
+        return flag, None
+    return "auto", f"must be 'auto', True or False, not {value!r}; 'auto' is used."
+
+
+def _boolean(key: str) -> Callable[[object], Reading]:
+    def read(value: object) -> Reading:
+        flag = parse_bool(value)
+        if flag is not None:
+            return flag, None
+        return DEFAULTS[key], (
+            f"must be True or False (or 'true', 'false', 'yes', 'no', 'on', "
+            f"'off', '1', '0'), not {value!r}; {DEFAULTS[key]} is used."
+        )
+
+    return read
+
+
+def _clamp(
+    value: object, seconds: float, bounds: tuple[float, float], expected: str
+) -> Reading:
+    low, high = bounds
+    if low <= seconds <= high:
+        return seconds, None
+    clamped = min(max(seconds, low), high)
+    return clamped, f"must be {expected}, not {value!r}; {clamped:g} is used."
+
+
+def _seconds(key: str, bounds: tuple[float, float]) -> Callable[[object], Reading]:
+    expected = f"a number of seconds from {bounds[0]:g} to {bounds[1]:g}"
+
+    def read(value: object) -> Reading:
+        seconds = parse_seconds(value)
+        if seconds is None:
+            default = float(DEFAULTS[key])
+            return default, f"must be {expected}, not {value!r}; {default:g} is used."
+        return _clamp(value, seconds, bounds, expected)
+
+    return read
+
+
+def _read_poll(value: object) -> Reading:
+    """The polling interval in seconds, or None for native file events."""
+    flag = parse_bool(value)
+    if flag is not None:
+        return (POLL_DEFAULT_SECONDS if flag else None), None
+    low, high = POLL_SECONDS_RANGE
+    expected = f"True, False or a number of seconds from {low:g} to {high:g}"
+    seconds = parse_seconds(value)
+    if seconds is None or seconds <= 0:
+        # No interval at all, like 0 (False): native events.
+        return None, f"must be {expected}, not {value!r}; native events are used."
+    return _clamp(value, seconds, POLL_SECONDS_RANGE, expected)
+
+
+_READERS: dict[str, Callable[[object], Reading]] = {
+    "WATCH": _read_watch,
+    "DEBOUNCE": _seconds("DEBOUNCE", DEBOUNCE_SECONDS_RANGE),
+    "POLL": _read_poll,
+    "GENERATION_TTL": _seconds("GENERATION_TTL", GENERATION_TTL_SECONDS_RANGE),
+    "STRICT": _boolean("STRICT"),
+    "SERVE": _boolean("SERVE"),
+}
+
+
+def read_setting(key: str) -> Reading:
+    """The run-time value of ``FRESHSTATIC[key]``, and what is wrong with it."""
+    user = getattr(settings, "FRESHSTATIC", None)
+    value = user.get(key, DEFAULTS[key]) if isinstance(user, dict) else DEFAULTS[key]
+    return _READERS[key](value)
 
 
 class Settings:
     """Typed, call-time view of ``settings.FRESHSTATIC`` merged over DEFAULTS."""
 
     # An invalid value (reported by the freshstatic.E006 check) falls back to
-    # the default, so that a typo never takes pages down.
-
-    def _get(self, key: str) -> Any:
-        user = getattr(settings, "FRESHSTATIC", None)
-        return user.get(key, DEFAULTS[key]) if isinstance(user, dict) else DEFAULTS[key]
-
-    def _seconds(self, key: str, minimum: float = 0.0) -> float:
-        value = self._get(key)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or value < minimum
-        ):
-            return float(DEFAULTS[key])
-        return float(value)
+    # the default, and a number out of range is clamped, so that a typo never
+    # takes pages down.
 
     @property
     def WATCH(self) -> bool | Literal["auto"]:
-        value = self._get("WATCH")
-        return value if isinstance(value, bool) else "auto"
+        return cast("bool | Literal['auto']", read_setting("WATCH")[0])
 
     @property
     def DEBOUNCE(self) -> float:
-        return self._seconds("DEBOUNCE")
+        return cast(float, read_setting("DEBOUNCE")[0])
 
     @property
     def POLL(self) -> float | None:
         """The polling interval in seconds, or None to use native events."""
-        value = self._get("POLL")
-        if value is True:
-            return 1.0
-        if (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and value > 0
-        ):
-            return float(value)
-        return None
+        return cast("float | None", read_setting("POLL")[0])
 
     @property
     def GENERATION_TTL(self) -> float:
-        return self._seconds("GENERATION_TTL")
+        return cast(float, read_setting("GENERATION_TTL")[0])
 
     @property
     def STRICT(self) -> bool:
-        return bool(self._get("STRICT"))
+        return cast(bool, read_setting("STRICT")[0])
 
     @property
     def SERVE(self) -> bool:
-        return bool(self._get("SERVE"))
+        return cast(bool, read_setting("SERVE")[0])
 
 
 conf = Settings()
@@ -120,41 +252,32 @@ def setting_errors() -> list[str]:
         return []
     if not isinstance(user, dict):
         return [f"FRESHSTATIC must be a dict, not {type(user).__name__}."]
-    errors = [
-        f"FRESHSTATIC has an unknown key {key!r}."
-        for key in sorted(user, key=str)
-        if key not in DEFAULTS
-    ]
-    watch = user.get("WATCH", "auto")
-    if watch != "auto" and not isinstance(watch, bool):
-        errors.append(
-            f"FRESHSTATIC['WATCH'] must be 'auto', True or False, not {watch!r}."
-        )
-    for key in ("DEBOUNCE", "GENERATION_TTL"):
-        value = user.get(key, DEFAULTS[key])
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            errors.append(
-                f"FRESHSTATIC[{key!r}] must be a number of seconds >= 0, not {value!r}."
-            )
-    for key in ("STRICT", "SERVE"):
-        if not isinstance(user.get(key, False), bool):
-            errors.append(
-                f"FRESHSTATIC[{key!r}] must be True or False, not {user[key]!r}."
-            )
-    poll = user.get("POLL", False)
-    if not isinstance(poll, bool) and (not isinstance(poll, (int, float)) or poll <= 0):
-        errors.append(
-            f"FRESHSTATIC['POLL'] must be True, False or seconds > 0, not {poll!r}."
-        )
+    errors = []
+    for key in sorted(user, key=str):
+        if key not in _READERS:
+            match = did_you_mean(str(key), DEFAULTS)
+            suggestion = f" (did you mean {match!r}?)" if match else ""
+            errors.append(f"FRESHSTATIC has an unknown key {key!r}{suggestion}.")
+            continue
+        problem = _READERS[key](user[key])[1]
+        if problem is not None:
+            errors.append(f"FRESHSTATIC[{key!r}] {problem}")
     return errors
 
 
-def hash_algorithm_error(algorithm: object) -> str | None:
+def _digest_hex_length(algorithm: object) -> int | None:
+    """Hex digits in a digest of ``algorithm``, or None if it is unusable."""
     if (
         not isinstance(algorithm, str)
         or algorithm.lower() in _UNSUPPORTED_ALGORITHMS
         or algorithm.lower() not in hashlib.algorithms_available
     ):
+        return None
+    return hashlib.new(algorithm.lower()).digest_size * 2
+
+
+def hash_algorithm_error(algorithm: object) -> str | None:
+    if _digest_hex_length(algorithm) is None:
         return (
             f"hash_algorithm {algorithm!r} is not a fixed-length hashlib algorithm "
             f"available here (for example 'sha256', 'sha1', 'blake2b')."
@@ -162,18 +285,20 @@ def hash_algorithm_error(algorithm: object) -> str | None:
     return None
 
 
-def hash_length_error(length: object, algorithm: str) -> str | None:
-    if hash_algorithm_error(algorithm) is not None:
-        return None
-    maximum = hashlib.new(algorithm.lower()).digest_size * 2
+def hash_length_error(length: object, algorithm: object) -> str | None:
+    # Checked against the algorithm's digest when it is valid, and against
+    # the longest digest otherwise, so both mistakes are reported at once.
+    maximum = _digest_hex_length(algorithm)
+    for_algorithm = f" for {algorithm}" if maximum is not None else ""
+    maximum = maximum or MAX_HASH_LENGTH
     if (
         isinstance(length, bool)
         or not isinstance(length, int)
         or not MIN_HASH_LENGTH <= length <= maximum
     ):
         return (
-            f"hash_length must be an integer from {MIN_HASH_LENGTH} to {maximum} "
-            f"for {algorithm}, not {length!r}."
+            f"hash_length must be an integer from {MIN_HASH_LENGTH} to {maximum}"
+            f"{for_algorithm}, not {length!r}."
         )
     return None
 
@@ -195,4 +320,10 @@ def key_prefix_error(prefix: object) -> str | None:
             f"key_prefix must be a non-empty string of at most 100 characters "
             f"without spaces or control characters, not {prefix!r}."
         )
+    return None
+
+
+def strict_error(strict: object) -> str | None:
+    if strict is not None and parse_bool(strict) is None:
+        return f"strict must be None, True or False, not {strict!r}."
     return None

@@ -7,9 +7,11 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.template.defaultfilters import pluralize
 
 from freshstatic import locations
 from freshstatic.cache import invalidate
+from freshstatic.checks import hashstatic_messages
 from freshstatic.management import fresh_storage
 
 PROGRESS_BAR_WIDTH = 40
@@ -52,6 +54,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         storage = fresh_storage()
         names: list[str] = options["names"]
+        for message in hashstatic_messages(
+            storage.cache_alias,
+            storage.hash_cache.is_shared(),
+            rotate=options["rotate"],
+            # With --json the output is the point, not the warm-up.
+            warm=options["all"] and not options["json"],
+        ):
+            self.stderr.write(str(message), style_func=self.style.WARNING)
         if options["rotate"]:
             invalidate()
             if not options["json"]:
@@ -86,8 +96,9 @@ class Command(BaseCommand):
             manifest = {name: url for name, url in urls.items() if url is not None}
             self.stdout.write(json.dumps(manifest, indent=2, sort_keys=True))
         elif options["all"]:
+            hashed = len(urls) - len(missing)
             self.stdout.write(
-                f"Hashed {len(urls) - len(missing)} static files in {elapsed:.2f} s."
+                f"Hashed {hashed} static file{pluralize(hashed)} in {elapsed:.2f} s."
             )
         else:
             for name, url in urls.items():
@@ -95,7 +106,8 @@ class Command(BaseCommand):
                     self.stdout.write(f"{name}: {url}")
         if missing:
             raise CommandError(
-                f"{len(missing)} of {len(urls)} names could not be found."
+                f"{len(missing)} of {len(urls)} name{pluralize(len(urls))} could "
+                "not be found."
             )
 
     def _progress(self, total: int) -> Any:

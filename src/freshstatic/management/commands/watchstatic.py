@@ -9,8 +9,10 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.template.defaultfilters import pluralize
 
 from freshstatic.checks import watchstatic_messages
+from freshstatic.conf import POLL_DEFAULT_SECONDS, POLL_SECONDS_RANGE
 from freshstatic.management import fresh_storage
 from freshstatic.signals import static_changed
 from freshstatic.watcher import Watcher
@@ -29,7 +31,7 @@ class Command(BaseCommand):
             "--poll",
             nargs="?",
             type=float,
-            const=1.0,
+            const=POLL_DEFAULT_SECONDS,
             default=None,
             metavar="SECONDS",
             help="Poll the folders instead of waiting for native file events "
@@ -38,8 +40,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         storage = fresh_storage()
-        if options["poll"] is not None and options["poll"] <= 0:
-            raise CommandError("--poll takes a number of seconds greater than 0.")
+        low, high = POLL_SECONDS_RANGE
+        if options["poll"] is not None and not low <= options["poll"] <= high:
+            raise CommandError(
+                f"--poll takes a number of seconds from {low:g} to {high:g}."
+            )
         for message in watchstatic_messages(
             storage.cache_alias, storage.hash_cache.is_shared()
         ):
@@ -68,9 +73,10 @@ class Command(BaseCommand):
         watcher = Watcher(poll=options["poll"])
         try:
             watcher.start()
+            count = len(watcher.roots)
             self.stdout.write(
-                f"Watching {len(watcher.roots)} static folders ({watcher.mode}); "
-                "Ctrl-C to stop."
+                f"Watching {count} static folder{pluralize(count)} "
+                f"({watcher.mode}); Ctrl-C to stop."
             )
             for _prefix, root in watcher.roots:
                 self.stdout.write(f"  {root}")
