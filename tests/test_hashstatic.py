@@ -148,6 +148,18 @@ def test_rotate_with_json_prints_only_the_manifest(static_tree: StaticTree) -> N
     assert "freshstatic.W006" in err
 
 
+@pytest.mark.parametrize("args", [("--rotate",), ("--all",)])
+def test_rotate_or_warm_up_without_the_cache_is_a_clear_error(
+    args: tuple[str, ...],
+) -> None:
+    locmem = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    with (
+        override_settings(CACHES={"other": locmem}),
+        pytest.raises(CommandError, match=r"'default' .*cache_alias is not in CACHES"),
+    ):
+        run(*args)
+
+
 @pytest.mark.parametrize("args", [("a.css",), ("--json",), ("--all", "--json")])
 def test_no_warning_when_only_urls_are_asked_for(
     static_tree: StaticTree, args: tuple[str, ...]

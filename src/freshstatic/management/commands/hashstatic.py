@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from django.core.cache import InvalidCacheBackendError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import pluralize
 
@@ -54,14 +55,20 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         storage = fresh_storage()
         names: list[str] = options["names"]
-        for message in hashstatic_messages(
-            storage.cache_alias,
-            storage.hash_cache.is_shared(),
-            rotate=options["rotate"],
-            # With --json the output is the point, not the warm-up.
-            warm=options["all"] and not options["json"],
-        ):
-            self.stderr.write(str(message), style_func=self.style.WARNING)
+        # With --json the output is the point, not the warm-up.
+        warm = options["all"] and not options["json"]
+        if options["rotate"] or warm:
+            try:
+                shared = storage.hash_cache.is_shared()
+            except InvalidCacheBackendError as exc:
+                # Nothing to rotate or warm up (check freshstatic.E002).
+                raise CommandError(
+                    f"{exc} (the storage's cache_alias is not in CACHES)."
+                ) from exc
+            for message in hashstatic_messages(
+                storage.cache_alias, shared, rotate=options["rotate"], warm=warm
+            ):
+                self.stderr.write(str(message), style_func=self.style.WARNING)
         if options["rotate"]:
             invalidate()
             if not options["json"]:
