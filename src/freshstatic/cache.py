@@ -58,6 +58,8 @@ MEMO_MAX_BYTES = 16 * 1024 * 1024
 ODD_MEMO_MAX_BYTES = 1024 * 1024
 # A memo entry's own cost beside its characters (two str headers, a slot).
 _MEMO_ENTRY_OVERHEAD_BYTES = 200
+# Cache calls of one process running at once; more threads do without it.
+MAX_CALLS_IN_FLIGHT = 2
 # A cache call still running after this long is taken as a stall: other
 # threads stop waiting on the cache until it answers again.
 STALL_SECONDS = 0.5
@@ -111,9 +113,12 @@ class State:
 
 class Guard:
     """
-    Keeps threads off a cache that fails or stalls. Healthy, any number of
-    calls go through unless one has been running for STALL_SECONDS. After
-    a failure, one probe at a time, at most once per GENERATION_TTL.
+    Keeps threads off a cache that fails or stalls, so that a hung cache
+    holds up at most MAX_CALLS_IN_FLIGHT requests of a process. Healthy, up
+    to that many calls run at once, and none once one has been running for
+    STALL_SECONDS; a thread that may not call does without the cache (it
+    hashes the file itself). After a failure, one probe at a time, at most
+    once per GENERATION_TTL.
     """
 
     def __init__(self) -> None:
@@ -130,7 +135,22 @@ class Guard:
             if self._failing:
                 if now < self._retry_at or self._running:
                     return None
-            elif self._running and now - min(self._running.values()) > STALL_SECONDS:
+            elif len(self._running) >= MAX_CALLS_IN_FLIGHT or (
+                self._running and now - min(self._running.values()) > STALL_SECONDS
+            ):
+                return None
+            self._next_token += 1
+            self._running[self._next_token] = now
+            return self._next_token
+
+    def enter_always(self) -> int | None:
+        """
+        A token for a call that must not be skipped for being one too many
+        (a rotation): refused only while the cache is known to be failing.
+        """
+        now = monotonic()
+        with self._lock:
+            if self._failing and (now < self._retry_at or self._running):
                 return None
             self._next_token += 1
             self._running[self._next_token] = now
@@ -210,7 +230,18 @@ class HashCache:
     def _call(self, operation: Callable[[BaseCache], _T]) -> tuple[bool, _T | None]:
         """Run ``operation`` on the backend unless it is failing or stalled."""
         guard = _guard(self.alias)
-        token = guard.enter()
+        return self._run(operation, guard, guard.enter())
+
+    def _call_always(
+        self, operation: Callable[[BaseCache], _T]
+    ) -> tuple[bool, _T | None]:
+        """Run ``operation`` on the backend unless it is known to fail."""
+        guard = _guard(self.alias)
+        return self._run(operation, guard, guard.enter_always())
+
+    def _run(
+        self, operation: Callable[[BaseCache], _T], guard: Guard, token: int | None
+    ) -> tuple[bool, _T | None]:
         if token is None:
             return False, None
         try:
@@ -279,7 +310,7 @@ class HashCache:
     def rotate(self) -> bool:
         """Start a new generation for every process sharing the cache."""
         generation = _new_generation()
-        ok, _ = self._call(
+        ok, _ = self._call_always(
             lambda backend: backend.set(self.generation_key, generation, timeout=None)
         )
         if not ok:

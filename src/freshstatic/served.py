@@ -16,9 +16,11 @@ least recently used first out.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import os
 import posixpath
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -174,6 +176,19 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+@functools.lru_cache(maxsize=8)
+def _ignored_pattern(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One expression for every ignore pattern (fnmatch's own translation)."""
+    return re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns))
+
+
+@functools.lru_cache(maxsize=8)
+def _release(real_roots: tuple[str, ...]) -> str:
+    return hashlib.blake2b(
+        "\0".join(real_roots).encode("utf-8", "surrogatepass"), digest_size=8
+    ).hexdigest()
+
+
 def identity_of(path: str) -> Identity | None:
     try:
         return locations.file_identity(os.stat(path))
@@ -212,13 +227,8 @@ class ServedFiles:
         Whether ``name`` is never served or hashed: a dotfile, or anything
         collectstatic ignores (``.env``, ``.git/config``, ``*~``, ``CVS``).
         """
-        patterns = locations.ignore_patterns()
-        parts = name.split("/")
-        return any(
-            fnmatch.fnmatchcase(part, pattern)
-            for pattern in patterns
-            for part in (*parts, name)
-        )
+        ignored = _ignored_pattern(tuple(locations.ignore_patterns()))
+        return any(ignored.match(part) for part in (*name.split("/"), name))
 
     def source(self, name: str) -> tuple[str, str] | None:
         """
@@ -259,10 +269,7 @@ class ServedFiles:
         cache: a digest of the real static roots (two releases side by side
         live in different folders).
         """
-        roots = locations.real_roots(locations.allowed_roots(self.storage))
-        return hashlib.blake2b(
-            "\0".join(roots).encode("utf-8", "surrogatepass"), digest_size=8
-        ).hexdigest()
+        return _release(locations.real_roots(locations.allowed_roots(self.storage)))
 
     def shared_key(self, name: str, rewritten: bool) -> str:
         kind = "css" if rewritten else "raw"
