@@ -385,19 +385,31 @@ def test_non_string_name_goes_to_the_parent() -> None:
     assert FreshStaticFilesStorage().url(None) == StaticFilesStorage().url(None)  # type: ignore[arg-type]
 
 
-def test_app_missing_is_logged_once(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import freshstatic.storage as module
-
-    monkeypatch.setattr(module, "_app_missing_warned", False)
+def test_refuses_to_be_created_without_the_app() -> None:
     with (
         override_settings(INSTALLED_APPS=["django.contrib.staticfiles"]),
-        caplog.at_level(logging.WARNING, logger="freshstatic"),
+        pytest.raises(ImproperlyConfigured, match=r"\(freshstatic\.E001\)$"),
     ):
         FreshStaticFilesStorage()
-        FreshStaticFilesStorage()
-    assert caplog.text.count("not in INSTALLED_APPS") == 1
+
+
+@pytest.mark.parametrize(
+    ("strict", "raises"), [("false", False), ("Off", False), ("On", True)]
+)
+def test_strict_is_read_as_users_write_it(
+    static_tree: StaticTree, strict: str, raises: bool
+) -> None:
+    storage = FreshStaticFilesStorage(strict=strict)  # type: ignore[arg-type]
+    if raises:
+        with pytest.raises(ValueError, match="could not be found"):
+            storage.url("missing.css")
+    else:
+        assert storage.url("missing.css") == "/static/missing.css"
+
+
+def test_an_unreadable_strict_is_refused() -> None:
+    with pytest.raises(ImproperlyConfigured, match="strict"):
+        FreshStaticFilesStorage(strict="maybe")  # type: ignore[arg-type]
 
 
 def test_algorithm_names_are_case_insensitive(static_tree: StaticTree) -> None:

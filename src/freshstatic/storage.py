@@ -19,19 +19,21 @@ from urllib.parse import quote
 
 from django.apps import apps
 from django.contrib.staticfiles.storage import StaticFilesStorage
-from django.core.checks import Tags, register
 from django.core.exceptions import ImproperlyConfigured
 
 from freshstatic import locations
 from freshstatic.cache import HashCache, State
-from freshstatic.checks import check_storage
 from freshstatic.conf import (
+    APP_MISSING_ERROR,
+    APP_MISSING_HINT,
     STORAGE_DEFAULTS,
     conf,
     hash_algorithm_error,
     hash_length_error,
     key_prefix_error,
+    parse_bool,
     query_param_error,
+    strict_error,
 )
 from freshstatic.log import warn_once
 from freshstatic.served import ServedFiles, Version
@@ -44,12 +46,6 @@ else:
     _Base = object
 
 logger = logging.getLogger("freshstatic")
-
-_app_missing_warned = False
-
-# Also registered by AppConfig.ready(); registering it here too is the only
-# way freshstatic.E001 (storage used, app not installed) can be reported.
-register(check_storage, Tags.staticfiles)
 
 
 class FreshStaticMixin(_Base):
@@ -71,6 +67,12 @@ class FreshStaticMixin(_Base):
         strict: bool | None = STORAGE_DEFAULTS["strict"],
         **kwargs: Any,
     ) -> None:
+        if not apps.is_installed("freshstatic"):
+            # Refused here because manage.py check cannot say it: only an
+            # installed app's checks run (freshstatic.E001).
+            raise ImproperlyConfigured(
+                f"{APP_MISSING_ERROR} {APP_MISSING_HINT} (freshstatic.E001)"
+            )
         errors = [
             error
             for error in (
@@ -78,6 +80,7 @@ class FreshStaticMixin(_Base):
                 hash_length_error(hash_length, hash_algorithm),
                 key_prefix_error(key_prefix),
                 query_param_error(query_param),
+                strict_error(strict),
             )
             if error
         ]
@@ -89,7 +92,7 @@ class FreshStaticMixin(_Base):
         self.query_param = query_param
         self.cache_alias = cache_alias
         self.key_prefix = key_prefix
-        self.strict = strict
+        self.strict = None if strict is None else parse_bool(strict)
         self.hash_cache = HashCache(cache_alias, key_prefix)
         self.served_files = ServedFiles(
             self,
@@ -97,7 +100,6 @@ class FreshStaticMixin(_Base):
             query_param=query_param,
             hash_length=hash_length,
         )
-        _warn_if_app_missing()
 
     # -- the hot path -----------------------------------------------------------
 
@@ -256,14 +258,3 @@ def _quote_part(part: str) -> str:
         if part
         else part
     )
-
-
-def _warn_if_app_missing() -> None:
-    global _app_missing_warned
-    if not _app_missing_warned and not apps.is_installed("freshstatic"):
-        _app_missing_warned = True
-        logger.warning(
-            "A freshstatic storage is in use but 'freshstatic' is not in "
-            "INSTALLED_APPS: no watcher starts, so changed files keep their old "
-            "hash until freshstatic.invalidate() or 'hashstatic --rotate'."
-        )
