@@ -1,4 +1,9 @@
-"""The test matrix. `./scripts/test` runs every session below, in order."""
+"""The test matrix. `./scripts/test` runs every session below, in order.
+
+Django 4.2 and 5.2 run with this machine's Python; Django 6.x needs Python 3.12
+or later, so its sessions run in a Debian 13 tree (Python 3.13) through
+scripts/trixie, which builds the tree on first use.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,14 @@ import nox
 nox.options.sessions = ["lint", "docs", "tests", "coverage"]
 nox.options.reuse_venv = "yes"
 
-DJANGO_VERSIONS = {"4.2": "Django>=4.2,<5.0", "5.2": "Django>=5.2,<6.0"}
+DJANGO_VERSIONS = {
+    "4.2": "Django>=4.2,<5.0",
+    "5.2": "Django>=5.2,<6.0",
+    "6.0": "Django>=6.0,<6.1",
+    "6.1": "Django>=6.1,<6.2",
+}
+# Versions whose sessions run in the Debian 13 tree, for its Python.
+IN_TRIXIE = {"6.0", "6.1"}
 TEST_DEPS = [
     "pytest>=8",
     "pytest-django>=4.8",
@@ -17,6 +29,10 @@ TEST_DEPS = [
     "selenium>=4.20",
     "hypothesis>=6.100",
 ]
+PRINT_VERSIONS = (
+    "import django, platform; "
+    "print('Django', django.get_version(), 'on Python', platform.python_version())"
+)
 
 
 @nox.session
@@ -51,19 +67,33 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session
-@nox.parametrize("django", list(DJANGO_VERSIONS), ids=list(DJANGO_VERSIONS))
+@nox.parametrize(
+    ("python", "django"),
+    # python=False: no virtualenv here; scripts/trixie makes one in the tree.
+    [(False if version in IN_TRIXIE else None, version) for version in DJANGO_VERSIONS],
+    ids=list(DJANGO_VERSIONS),
+)
 def tests(session: nox.Session, django: str) -> None:
-    session.install("-e", ".[redis]", DJANGO_VERSIONS[django], *TEST_DEPS)
-    session.run("python", "-c", "import django; print('Django', django.get_version())")
-    session.run(
-        "coverage",
-        "run",
-        "-m",
-        "pytest",
-        "-W",
-        "error::DeprecationWarning",
-        *session.posargs,
-    )
+    requirements = ["-e", ".[redis]", DJANGO_VERSIONS[django], *TEST_DEPS]
+    pytest = ["-m", "pytest", "-W", "error::DeprecationWarning", *session.posargs]
+    if django in IN_TRIXIE:
+        trixie = ["scripts/trixie", "--venv", f".nox/trixie-{django}"]
+        session.run(
+            *trixie,
+            "python",
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            *requirements,
+            external=True,
+        )
+        session.run(*trixie, "python", "-c", PRINT_VERSIONS, external=True)
+        session.run(*trixie, "coverage", "run", *pytest, external=True)
+        return
+    session.install(*requirements)
+    session.run("python", "-c", PRINT_VERSIONS)
+    session.run("coverage", "run", *pytest)
 
 
 @nox.session
