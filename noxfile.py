@@ -28,6 +28,7 @@ TEST_DEPS = [
     "whitenoise>=6.6",
     "selenium>=4.20",
     "hypothesis>=6.100",
+    "uvicorn>=0.30",
 ]
 PRINT_VERSIONS = (
     "import django, platform; "
@@ -39,7 +40,7 @@ PRINT_VERSIONS = (
 def lint(session: nox.Session) -> None:
     session.install(
         "-e",
-        ".[redis]",
+        ".[redis,compression]",
         "Django>=5.2,<6.0",
         "ruff>=0.6",
         "mypy>=1.11",
@@ -74,7 +75,7 @@ def docs(session: nox.Session) -> None:
     ids=list(DJANGO_VERSIONS),
 )
 def tests(session: nox.Session, django: str) -> None:
-    requirements = ["-e", ".[redis]", DJANGO_VERSIONS[django], *TEST_DEPS]
+    requirements = ["-e", ".[redis,compression]", DJANGO_VERSIONS[django], *TEST_DEPS]
     pytest = ["-m", "pytest", "-W", "error::DeprecationWarning", *session.posargs]
     if django in IN_TRIXIE:
         trixie = ["scripts/trixie", "--venv", f".nox/trixie-{django}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
@@ -9,7 +10,10 @@ import queue
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+import brotli
 import pytest
+import zstandard
+from asgiref.sync import async_to_sync
 from django.test import Client, override_settings
 from django.utils.http import http_date
 
@@ -17,7 +21,7 @@ from freshstatic import locations
 from freshstatic.signals import static_changed
 from freshstatic.storage import FreshStaticFilesStorage
 from freshstatic.watcher import Watcher
-from tests.conftest import StaticTree, sha
+from tests.conftest import StaticTree, sha, wait_for
 
 MIDDLEWARE = ["freshstatic.middleware.FreshStaticMiddleware"]
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -440,9 +444,10 @@ def test_a_body_built_without_a_generation_is_checked_file_by_file(
     served.write("img/i.png", b"edited unannounced")
     edited = storage.served_files.open("s.css", None)
     assert edited is not None
-    assert edited.body == (
-        f".a{{background:url(img/i.png?v={sha(b'edited unannounced')})}}"
-    ).encode()
+    assert (
+        edited.body
+        == (f".a{{background:url(img/i.png?v={sha(b'edited unannounced')})}}").encode()
+    )
     with_generation = storage.served_files.open("s.css", "some-generation")
     assert with_generation is not None
     assert with_generation.body == edited.body
@@ -454,3 +459,268 @@ def test_trailing_slash_and_fifo_are_404(served: StaticTree, path: str) -> None:
     served.write("css/site.css", b"body{}")
     os.mkfifo(served.plain / "pipe.css")
     assert get(path).status_code == 404
+
+
+# -- compression ----------------------------------------------------------------
+
+SCRIPT = b"".join(b"export const value%d = %d;\n" % (i, i * i) for i in range(4000))
+DECODERS = {
+    "gzip": gzip.decompress,
+    "br": brotli.decompress,
+    "zstd": lambda data: zstandard.ZstdDecompressor().decompress(data),
+}
+
+
+@pytest.mark.parametrize("coding", ["zstd", "br", "gzip"])
+def test_each_coding_decodes_to_the_bytes_hashed(
+    served: StaticTree, coding: str
+) -> None:
+    served.write("js/big.js", SCRIPT)
+    url = FreshStaticFilesStorage().url("js/big.js")
+    response = get(url, accept_encoding=coding)
+    assert response["Content-Encoding"] == coding
+    assert response["Vary"] == "Accept-Encoding"
+    assert response["Cache-Control"] == IMMUTABLE
+    assert int(response["Content-Length"]) == len(response.content) < len(SCRIPT) // 4
+    assert DECODERS[coding](response.content) == SCRIPT
+    assert f"?v={sha(SCRIPT)}" in url
+    assert response["ETag"] == f'"{hashlib.sha256(SCRIPT).hexdigest()[:32]}-{coding}"'
+
+
+def test_the_preferred_coding_wins_and_identity_stays_available(
+    served: StaticTree,
+) -> None:
+    served.write("js/big.js", SCRIPT)
+    assert (
+        get("/static/js/big.js", accept_encoding="gzip, br, zstd")["Content-Encoding"]
+        == "zstd"
+    )
+    assert (
+        get("/static/js/big.js", accept_encoding="gzip, br;q=0.5")["Content-Encoding"]
+        == "gzip"
+    )
+    plain = get("/static/js/big.js")
+    assert "Content-Encoding" not in plain
+    assert plain.content == SCRIPT
+    assert plain["Vary"] == "Accept-Encoding"
+
+
+def test_each_coding_answers_its_own_conditional_request(served: StaticTree) -> None:
+    served.write("js/big.js", SCRIPT)
+    br = get("/static/js/big.js", accept_encoding="br")
+    gz = get("/static/js/big.js", accept_encoding="gzip")
+    assert br["ETag"] != gz["ETag"]
+    again = get("/static/js/big.js", accept_encoding="br", if_none_match=br["ETag"])
+    assert again.status_code == 304
+    assert again["ETag"] == br["ETag"]
+    assert again["Vary"] == "Accept-Encoding"
+    # gzip's tag says nothing about the br body.
+    other = get("/static/js/big.js", accept_encoding="br", if_none_match=gz["ETag"])
+    assert other.status_code == 200
+
+
+def test_each_version_is_compressed_once(
+    served: StaticTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freshstatic import compress
+
+    calls: list[str] = []
+    real = compress.compress
+
+    def counting(data: bytes, coding: str, level: int) -> bytes:
+        calls.append(coding)
+        return real(data, coding, level)
+
+    monkeypatch.setattr(compress, "compress", counting)
+    served.write("js/big.js", SCRIPT)
+    for _ in range(5):
+        get("/static/js/big.js", accept_encoding="br")
+        get("/static/js/big.js", accept_encoding="gzip")
+    assert sorted(calls) == ["br", "gzip"]
+    served.write("js/big.js", SCRIPT + b"//edited\n")
+    assert brotli.decompress(
+        get("/static/js/big.js", accept_encoding="br").content
+    ).endswith(b"//edited\n")
+    assert sorted(calls) == ["br", "br", "gzip"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("img/a.png", b"\x89PNG" * 1000),
+        ("tiny.css", b"a{}"),
+        ("font.woff2", b"w" * 999),
+    ],
+)
+def test_incompressible_or_tiny_bodies_go_as_they_are(
+    served: StaticTree, name: str, data: bytes
+) -> None:
+    served.write(name, data)
+    response = get(f"/static/{name}", accept_encoding="gzip, br, zstd")
+    assert "Content-Encoding" not in response
+    assert response.content == data
+
+
+def test_compression_can_be_turned_off(served: StaticTree) -> None:
+    served.write("js/big.js", SCRIPT)
+    with override_settings(MIDDLEWARE=MIDDLEWARE, FRESHSTATIC={"COMPRESSION": False}):
+        response = get("/static/js/big.js", accept_encoding="gzip, br")
+    assert "Content-Encoding" not in response
+    assert response.content == SCRIPT
+
+
+def test_rewritten_stylesheets_are_compressed_too(served: StaticTree) -> None:
+    served.write("img/i.png", b"i")
+    served.write("css/site.css", b".a{background:url(../img/i.png)}\n" * 200)
+    url = FreshStaticFilesStorage().url("css/site.css")
+    plain = get(url).content
+    response = get(url, accept_encoding="br")
+    assert response["Content-Encoding"] == "br"
+    assert brotli.decompress(response.content) == plain
+    assert b"?v=" in plain
+    assert response["Cache-Control"] == IMMUTABLE
+
+
+def test_a_large_file_is_compressed_off_the_request_path(
+    served: StaticTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freshstatic import served as served_module
+
+    monkeypatch.setattr(served_module, "IN_MEMORY_MAX_BYTES", 1000)
+    served.write("js/big.js", SCRIPT)
+    first = get("/static/js/big.js", accept_encoding="gzip")
+    # Not ready yet: the first answer streams the file as it is...
+    assert "Content-Encoding" not in first
+    assert b"".join(first.streaming_content) == SCRIPT
+
+    # ...and later ones get it compressed, once it is.
+    def compressed() -> Any:
+        response = get("/static/js/big.js", accept_encoding="gzip")
+        return response if "Content-Encoding" in response else None
+
+    later = wait_for(compressed, timeout=60)
+    assert gzip.decompress(later.content) == SCRIPT
+
+
+# -- byte ranges ------------------------------------------------------------------
+
+BODY = bytes(range(256)) * 4  # 1,024 bytes, incompressible type below
+
+
+@pytest.mark.parametrize(
+    ("range_header", "status", "content_range", "part"),
+    [
+        ("bytes=0-9", 206, "bytes 0-9/1024", BODY[0:10]),
+        ("bytes=1000-", 206, "bytes 1000-1023/1024", BODY[1000:]),
+        ("bytes=-24", 206, "bytes 1000-1023/1024", BODY[-24:]),
+        ("bytes=1000-5000", 206, "bytes 1000-1023/1024", BODY[1000:]),
+        ("bytes=-5000", 206, "bytes 0-1023/1024", BODY),
+        ("bytes=1024-", 416, "bytes */1024", b""),
+        ("bytes=-0", 416, "bytes */1024", b""),
+        ("bytes=5-2", 200, None, BODY),
+        ("bytes=0-1,5-6", 200, None, BODY),
+        ("items=0-9", 200, None, BODY),
+        ("bytes=x-9", 200, None, BODY),
+    ],
+)
+@pytest.mark.parametrize("large", [False, True])
+def test_range_matrix(
+    served: StaticTree,
+    monkeypatch: pytest.MonkeyPatch,
+    range_header: str,
+    status: int,
+    content_range: str | None,
+    part: bytes,
+    large: bool,
+) -> None:
+    from freshstatic import served as served_module
+
+    if large:  # streamed from the file rather than sent from memory
+        monkeypatch.setattr(served_module, "IN_MEMORY_MAX_BYTES", 100)
+    served.write("media/clip.bin", BODY)
+    response = get("/static/media/clip.bin", range=range_header)
+    assert response.status_code == status
+    assert response.get("Content-Range") == content_range
+    body = (
+        b"".join(response.streaming_content) if response.streaming else response.content
+    )
+    assert body == part
+    assert int(response["Content-Length"]) == len(part)
+    if status != 416:
+        assert response["Accept-Ranges"] == "bytes"
+
+
+def test_if_range_sends_the_whole_body_once_the_file_changed(
+    served: StaticTree,
+) -> None:
+    served.write("media/clip.bin", BODY)
+    first = get("/static/media/clip.bin")
+    assert (
+        get(
+            "/static/media/clip.bin", range="bytes=0-9", if_range=first["ETag"]
+        ).status_code
+        == 206
+    )
+    assert (
+        get(
+            "/static/media/clip.bin", range="bytes=0-9", if_range=first["Last-Modified"]
+        ).status_code
+        == 206
+    )
+    served.write("media/clip.bin", BODY[::-1])
+    stale = get("/static/media/clip.bin", range="bytes=0-9", if_range=first["ETag"])
+    assert stale.status_code == 200
+    assert stale.content == BODY[::-1]
+    weak = get(
+        "/static/media/clip.bin", range="bytes=0-9", if_range="W/" + first["ETag"]
+    )
+    assert weak.status_code == 200
+
+
+def test_a_range_is_of_the_identity_body(served: StaticTree) -> None:
+    served.write("js/big.js", SCRIPT)
+    response = get("/static/js/big.js", range="bytes=0-9", accept_encoding="gzip, br")
+    assert response.status_code == 206
+    assert "Content-Encoding" not in response
+    assert response.content == SCRIPT[:10]
+
+
+def test_head_sends_the_headers_of_get(served: StaticTree) -> None:
+    served.write("js/big.js", SCRIPT)
+    got = get("/static/js/big.js", accept_encoding="br")
+    head = Client().head("/static/js/big.js", headers={"accept-encoding": "br"})
+    assert head.content == b""
+    for header in ("Content-Length", "Content-Encoding", "ETag", "Vary"):
+        assert head[header] == got[header]
+
+
+# -- ASGI ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_async_requests_are_served_with_an_asynchronous_stream(
+    served: StaticTree, monkeypatch: pytest.MonkeyPatch, large: bool
+) -> None:
+    from django.test import AsyncClient
+
+    from freshstatic import served as served_module
+
+    if large:
+        monkeypatch.setattr(served_module, "IN_MEMORY_MAX_BYTES", 1000)
+    served.write("js/big.js", SCRIPT)
+    url = FreshStaticFilesStorage().url("js/big.js")
+
+    async def fetch() -> tuple[Any, bytes]:
+        response = await AsyncClient().get(url)
+        if response.streaming:
+            assert response.is_async
+            return response, b"".join(
+                [chunk async for chunk in response.streaming_content]
+            )
+        return response, response.content
+
+    response, body = async_to_sync(fetch)()
+    assert response.status_code == 200
+    assert response["Cache-Control"] == IMMUTABLE
+    assert response.streaming is large
+    assert body == SCRIPT

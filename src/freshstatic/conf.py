@@ -37,6 +37,10 @@ DEFAULTS: dict[str, Any] = {
     # FreshStaticMiddleware serves static files itself (and rewrites the
     # references in stylesheets); False leaves serving to what follows it.
     "SERVE": True,
+    # Content codings the middleware may send, preferred first; False: none.
+    "COMPRESSION": ["zstd", "br", "gzip"],
+    # Level of each coding (each version is compressed once).
+    "COMPRESSION_LEVELS": {},
 }
 
 # The accepted range of each setting in seconds. A number outside it is
@@ -184,6 +188,52 @@ def _read_poll(value: object) -> Reading:
     return _clamp(value, seconds, POLL_SECONDS_RANGE, expected)
 
 
+def _read_compression(value: object) -> Reading:
+    from freshstatic.compress import CODINGS
+
+    if parse_bool(value) is False:
+        return (), None
+    if parse_bool(value) is True:
+        return tuple(CODINGS), None
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(coding, str) and coding in CODINGS for coding in value
+    ):
+        return tuple(dict.fromkeys(value)), None
+    return tuple(DEFAULTS["COMPRESSION"]), (
+        f"must be False or a list of content codings among {list(CODINGS)}, "
+        f"not {value!r}; {DEFAULTS['COMPRESSION']} is used."
+    )
+
+
+def _read_levels(value: object) -> Reading:
+    from freshstatic.compress import DEFAULT_LEVELS, LEVEL_RANGES
+
+    levels = dict(DEFAULT_LEVELS)
+    if not isinstance(value, dict):
+        return levels, f"must be a dict of coding to level, not {value!r}."
+    problems = []
+    for coding, level in value.items():
+        bounds = LEVEL_RANGES.get(coding)
+        if bounds is None:
+            problems.append(f"{coding!r} is not a coding among {list(LEVEL_RANGES)}")
+        elif (
+            isinstance(level, bool)
+            or not isinstance(level, int)
+            or not bounds[0] <= level <= bounds[1]
+        ):
+            problems.append(
+                f"{coding!r} needs a level from {bounds[0]} to {bounds[1]}, "
+                f"not {level!r}"
+            )
+        else:
+            levels[coding] = level
+    if problems:
+        return levels, "; ".join(problems) + " (the default levels are used there)."
+    return levels, None
+
+
 _READERS: dict[str, Callable[[object], Reading]] = {
     "WATCH": _read_watch,
     "DEBOUNCE": _seconds("DEBOUNCE", DEBOUNCE_SECONDS_RANGE),
@@ -191,6 +241,8 @@ _READERS: dict[str, Callable[[object], Reading]] = {
     "GENERATION_TTL": _seconds("GENERATION_TTL", GENERATION_TTL_SECONDS_RANGE),
     "STRICT": _boolean("STRICT"),
     "SERVE": _boolean("SERVE"),
+    "COMPRESSION": _read_compression,
+    "COMPRESSION_LEVELS": _read_levels,
 }
 
 
@@ -232,6 +284,15 @@ class Settings:
     @property
     def SERVE(self) -> bool:
         return cast(bool, read_setting("SERVE")[0])
+
+    @property
+    def COMPRESSION(self) -> tuple[str, ...]:
+        """The content codings to offer, preferred first."""
+        return cast("tuple[str, ...]", read_setting("COMPRESSION")[0])
+
+    @property
+    def COMPRESSION_LEVELS(self) -> dict[str, int]:
+        return cast("dict[str, int]", read_setting("COMPRESSION_LEVELS")[0])
 
 
 conf = Settings()

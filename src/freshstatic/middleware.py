@@ -8,21 +8,25 @@ bytes are hashed (by file identity: a changed file is always re-hashed) and
 ``v`` matches; anything else gets ``no-cache`` with an ``ETag`` and
 ``Last-Modified``, and conditional requests are answered with 304.
 
-By default the middleware serves the files itself, re-reading them on every
-request; with ``FRESHSTATIC["SERVE"] = False`` it lets what follows it
-(WhiteNoise, ``django.contrib.staticfiles.views.serve``) serve, and only
-corrects the caching headers.
+By default the middleware serves the files itself: compressed (zstd, br or
+gzip, as the client prefers; each version compressed once), in byte ranges,
+under WSGI and ASGI alike (file reads never on the event loop). With
+``FRESHSTATIC["SERVE"] = False`` it lets what follows it (WhiteNoise,
+``django.contrib.staticfiles.views.serve``) serve, and only corrects the
+caching headers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import os
-from collections.abc import Callable
-from typing import cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.files.storage import storages
 from django.http import (
@@ -34,55 +38,104 @@ from django.http import (
     HttpResponseNotFound,
 )
 from django.utils.cache import get_conditional_response, patch_cache_control
-from django.utils.http import http_date, parse_http_date_safe, quote_etag
+from django.utils.http import (
+    http_date,
+    parse_http_date_safe,
+    quote_etag,
+)
 
-from freshstatic import locations
+from freshstatic import compress, locations
 from freshstatic.conf import conf
 from freshstatic.log import warn_once
+from freshstatic.served import Served
 from freshstatic.storage import FreshStaticMixin
 
 logger = logging.getLogger("freshstatic")
 
 IMMUTABLE_MAX_AGE_SECONDS = 365 * 24 * 60 * 60
+# The size of each read when a file is streamed.
+STREAM_CHUNK_BYTES = 64 * 1024
+
+_Route = tuple[FreshStaticMixin, str]
 
 
 class FreshStaticMiddleware:
     """Serve (or vet) requests under STATIC_URL; everything else passes."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
-        self.get_response = get_response
+    sync_capable = True
+    async_capable = True
 
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+    def __init__(
+        self,
+        get_response: Callable[[HttpRequest], HttpResponseBase]
+        | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
+    ) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        get_response = cast(
+            Callable[[HttpRequest], HttpResponseBase], self.get_response
+        )
+        route = self.route(request)
+        if route is None:
+            return get_response(request)
+        if isinstance(route, HttpResponseBase):
+            return route
+        storage, name = route
+        if not conf.SERVE:
+            return self.vet(request, storage, name, get_response(request))
+        return self.serve(request, storage, name)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        get_response = cast(
+            Callable[[HttpRequest], Awaitable[HttpResponseBase]], self.get_response
+        )
+        route = self.route(request)
+        if route is None:
+            return await get_response(request)
+        if isinstance(route, HttpResponseBase):
+            return route
+        storage, name = route
+        if not conf.SERVE:
+            response = await get_response(request)
+            return await sync_to_async(self.vet, thread_sensitive=False)(
+                request, storage, name, response
+            )
+        # Resolving, hashing and reading files happen in a thread, never on
+        # the event loop; so does every read of a streamed body.
+        response = await sync_to_async(self.serve, thread_sensitive=False)(
+            request, storage, name
+        )
+        return _streamed_asynchronously(response)
+
+    def route(self, request: HttpRequest) -> HttpResponseBase | _Route | None:
+        """
+        None for a request that is not for a static file (it passes), a
+        response for one that can only be refused, else the storage and the
+        clean static name.
+        """
         prefix = static_prefix()
         if prefix is None or not request.path.startswith(prefix):
-            return self.get_response(request)
+            return None
         storage = storages["staticfiles"]
         if not isinstance(storage, FreshStaticMixin):
-            return self.get_response(request)
+            return None
         requested = request.path[len(prefix) :]
         name = locations.clean_name(requested)
         if name is None or requested.endswith("/"):
-            if not conf.SERVE:
-                return self.get_response(request)
-            return HttpResponseNotFound()
+            return None if not conf.SERVE else HttpResponseNotFound()
         if storage.served_files.is_ignored(name):
             # Dotfiles and what collectstatic ignores (.env, .git/config):
             # never served, whoever would serve them.
             return HttpResponseNotFound()
-        if not conf.SERVE:
-            return self.vet(request, storage, name, self.get_response(request))
-        if request.method not in ("GET", "HEAD"):
+        if conf.SERVE and request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD"])
-        try:
-            return self.serve(request, storage, name)
-        except OSError as exc:  # deleted or unreadable between lookup and read
-            warn_once(
-                f"{name}\0unreadable",
-                "Static file %r could not be served: %s",
-                name,
-                exc,
-            )
-            return HttpResponseNotFound()
+        return storage, name
 
     # -- serving ----------------------------------------------------------------
 
@@ -101,19 +154,96 @@ class FreshStaticMiddleware:
                 str(exc),
             )
             return HttpResponseNotFound()
+        except OSError as exc:  # unreadable, or gone between lookup and read
+            warn_once(
+                f"{name}\0unreadable",
+                "Static file %r could not be served: %s",
+                name,
+                exc,
+            )
+            return HttpResponseNotFound()
         if served is None:
             return HttpResponseNotFound()
+        try:
+            return self.respond(request, storage, name, served)
+        except BaseException:
+            served.close()
+            raise
+
+    def respond(
+        self,
+        request: HttpRequest,
+        storage: FreshStaticMixin,
+        name: str,
+        served: Served,
+    ) -> HttpResponseBase:
+        content_type = _content_type(name)
+        compressible = compress.is_compressible(content_type, served.size)
+        ranged = "HTTP_RANGE" in request.META
+        coding = None
+        if compressible and not ranged:
+            coding = compress.negotiate(
+                request.META.get("HTTP_ACCEPT_ENCODING", ""),
+                compress.available(conf.COMPRESSION),
+            )
+        level = conf.COMPRESSION_LEVELS.get(coding or "", 0)
+        encoded = None
+        if coding is not None and not served.in_memory:
+            # Large: sent compressed once it has been, off the request path.
+            encoded = storage.served_files.encoded_later(
+                served, coding, level, served.path
+            )
+            if encoded is None:
+                coding = None
+
+        # A conditional request is answered before any body is read.
+        not_modified = get_conditional_response(
+            request,
+            etag=_etag(served.digest, coding),
+            last_modified=None if served.mtime is None else int(served.mtime),
+        )
+        if not_modified is not None:
+            served.close()
+            return self.headers_for(
+                request, storage, not_modified, served, coding, compressible
+            )
+
+        head = request.method == "HEAD"
         response: HttpResponseBase
-        if served.stream is not None and request.method != "HEAD":
-            response = FileResponse(served.stream)
+        if served.in_memory or encoded is not None:
+            body = served.read() if encoded is None else encoded
+            if coding is not None and encoded is None:
+                body = storage.served_files.encoded(served, coding, level)
+            served.close()
+            response, length = _in_memory(request, body, served, coding, head)
         else:
-            if served.stream is not None:
-                served.stream.close()
-            body = served.body if request.method != "HEAD" else None
-            response = HttpResponse(body or b"")
-        response["Content-Type"] = _content_type(name)
-        response["Content-Length"] = str(served.size)
-        return self.finish(request, storage, response, served.digest, served.mtime)
+            response, length = _from_file(request, served, head)
+        response["Content-Type"] = content_type
+        response["Content-Length"] = str(length)
+        if coding is not None:
+            response["Content-Encoding"] = coding
+        return self.headers_for(
+            request, storage, response, served, coding, compressible
+        )
+
+    def headers_for(
+        self,
+        request: HttpRequest,
+        storage: FreshStaticMixin,
+        response: HttpResponseBase,
+        served: Served,
+        coding: str | None,
+        compressible: bool,
+    ) -> HttpResponseBase:
+        response = self.headers(
+            request, storage, response, served.digest, served.mtime, conditional=True
+        )
+        response["ETag"] = _etag(served.digest, coding)
+        if compressible:
+            response["Vary"] = "Accept-Encoding"
+        if response.status_code in (200, 206, 416) and coding is None:
+            response["Accept-Ranges"] = "bytes"
+        return response
 
     # -- vetting what something else served ----------------------------------------
 
@@ -147,28 +277,6 @@ class FreshStaticMiddleware:
         )
 
     # -- headers ------------------------------------------------------------------
-
-    def finish(
-        self,
-        request: HttpRequest,
-        storage: FreshStaticMixin,
-        response: HttpResponseBase,
-        digest: str,
-        mtime: float | None,
-    ) -> HttpResponseBase:
-        response = self.headers(
-            request, storage, response, digest, mtime, conditional=True
-        )
-        conditional = get_conditional_response(
-            request,
-            etag=response["ETag"],
-            last_modified=None if mtime is None else int(mtime),
-            # Any response works at run time; the stubs only name HttpResponse.
-            response=cast(HttpResponse, response),
-        )
-        if conditional is not response:
-            response.close()
-        return conditional if conditional is not None else response
 
     def headers(
         self,
@@ -244,3 +352,138 @@ def _describes(response: HttpResponseBase, info: os.stat_result) -> bool:
         return False
     modified = parse_http_date_safe(response.get("Last-Modified") or "")
     return modified is None or modified == int(info.st_mtime)
+
+
+def _etag(digest: str, coding: str | None) -> str:
+    """One entity tag per version and coding."""
+    return quote_etag(digest[:32] + (f"-{coding}" if coding else ""))
+
+
+def _in_memory(
+    request: HttpRequest,
+    body: bytes,
+    served: Served,
+    coding: str | None,
+    head: bool,
+) -> tuple[HttpResponseBase, int]:
+    byte_range = None if coding else _byte_range(request, len(body), served)
+    if byte_range == "unsatisfiable":
+        return _unsatisfiable(len(body)), 0
+    if isinstance(byte_range, tuple):
+        start, end = byte_range
+        part = body[start : end + 1]
+        response = HttpResponse(b"" if head else part, status=206)
+        response["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+        return response, len(part)
+    return HttpResponse(b"" if head else body), len(body)
+
+
+def _from_file(
+    request: HttpRequest, served: Served, head: bool
+) -> tuple[HttpResponseBase, int]:
+    stream = served.stream
+    assert stream is not None
+    byte_range = _byte_range(request, served.size, served)
+    if byte_range == "unsatisfiable" or head:
+        served.close()
+        if byte_range == "unsatisfiable":
+            return _unsatisfiable(served.size), 0
+        return HttpResponse(), served.size
+    if isinstance(byte_range, tuple):
+        start, end = byte_range
+        stream.seek(start)
+        response = FileResponse(_Slice(stream, end + 1 - start), status=206)
+        response["Content-Range"] = f"bytes {start}-{end}/{served.size}"
+        return response, end + 1 - start
+    return FileResponse(stream), served.size
+
+
+def _unsatisfiable(size: int) -> HttpResponse:
+    response = HttpResponse(status=416)
+    response["Content-Range"] = f"bytes */{size}"
+    return response
+
+
+def _byte_range(
+    request: HttpRequest, size: int, served: Served
+) -> tuple[int, int] | str | None:
+    """
+    The single byte range asked for, as (first, last); "unsatisfiable"; or
+    None to send the whole body (no Range, several ranges, a malformed one,
+    or an If-Range that no longer holds).
+    """
+    header = request.META.get("HTTP_RANGE", "")
+    if not header.startswith("bytes="):
+        return None
+    if_range = request.META.get("HTTP_IF_RANGE")
+    if if_range is not None:
+        if if_range.startswith(('"', "W/")):
+            # A strong comparison: a weak tag never matches.
+            if if_range != _etag(served.digest, None):
+                return None
+        elif served.mtime is None or parse_http_date_safe(if_range) != int(
+            served.mtime
+        ):
+            return None
+    spec = header[len("bytes=") :].strip()
+    if "," in spec:
+        return None  # several ranges: the whole body is an allowed answer
+    first, dash, last = spec.partition("-")
+    first, last = first.strip(), last.strip()
+    if not dash or not (first.isdigit() or (not first and last.isdigit())):
+        return None
+    if last and not last.isdigit():
+        return None
+    if not first:  # a suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None  # malformed: ignored
+    if start >= size:
+        return "unsatisfiable"
+    return start, min(end, size - 1)
+
+
+class _Slice:
+    """The next ``length`` bytes of an open file, for a ranged response."""
+
+    def __init__(self, stream: IO[bytes], length: int) -> None:
+        self.stream = stream
+        self.remaining = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        wanted = self.remaining if size < 0 else min(size, self.remaining)
+        data = self.stream.read(wanted)
+        self.remaining -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _streamed_asynchronously(response: HttpResponseBase) -> HttpResponseBase:
+    """
+    Under ASGI, stream a file's chunks through an asynchronous iterator that
+    reads in a thread: the event loop never blocks on a read, and Django has
+    no synchronous iterator to consume.
+    """
+    if not isinstance(response, FileResponse) or response.file_to_stream is None:
+        return response
+    source = response.file_to_stream
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while True:
+            chunk = await asyncio.to_thread(source.read, STREAM_CHUNK_BYTES)
+            if not chunk:
+                return
+            yield chunk
+
+    # The file stays among the response's closers: closed when it is.
+    response.streaming_content = chunks()
+    return response

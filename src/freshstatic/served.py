@@ -24,15 +24,16 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Generic, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.storage import FileSystemStorage
 
-from freshstatic import css, locations
+from freshstatic import compress, css, locations
 from freshstatic.conf import middleware_serves
 from freshstatic.hashing import hash_stream
 from freshstatic.log import warn_once
@@ -40,6 +41,7 @@ from freshstatic.log import warn_once
 if TYPE_CHECKING:
     from django.core.files.storage import Storage
 
+_V = TypeVar("_V")
 Identity = tuple[int, ...]
 # A file a body was built from, and the identity it had then.
 Dependency = tuple[str, Identity]
@@ -55,6 +57,12 @@ MAX_STYLESHEET_DEPTH = 32
 # What the versions kept in this process (rewritten stylesheets' bodies
 # included) may take; the least recently used go first.
 VERSIONS_MAX_BYTES = 64 * 1024 * 1024
+# What the compressed bodies kept in this process may take, and the largest
+# file compressed (off the request path) when it is not held in memory.
+ENCODED_MAX_BYTES = 64 * 1024 * 1024
+LARGE_COMPRESS_MAX_BYTES = 32 * 1024 * 1024
+# What the resolutions of names kept per generation may take.
+SOURCES_MAX_BYTES = 4 * 1024 * 1024
 # How long a request waits for another one building the same version.
 BUILD_WAIT_SECONDS = 120.0
 # Bookkeeping of one kept version beside its body and paths.
@@ -96,7 +104,11 @@ class Version:
 
 @dataclass
 class Served:
-    """What the middleware sends for a name: a body in memory or a stream."""
+    """
+    What the middleware sends for a name: a body in memory, or an open file
+    (read whole by ``read()`` when small, streamed when large). Its digest
+    is known before the body is read, so a 304 reads nothing.
+    """
 
     digest: str
     size: int
@@ -104,6 +116,38 @@ class Served:
     mtime: float | None
     body: bytes | None = None
     stream: IO[bytes] | None = None
+    # The identity of ``stream`` the digest was taken for.
+    identity: Identity | None = None
+    algorithm: str = "sha256"
+    # The file it comes from.
+    path: str = ""
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the body is (or will be, once read) held in memory."""
+        return self.body is not None or self.size <= IN_MEMORY_MAX_BYTES
+
+    def read(self) -> bytes:
+        """
+        The whole body, read now if it was not. If the file changed since its
+        digest was taken, the digest (and size) become those of the bytes
+        read: the digest always describes exactly what is sent.
+        """
+        if self.body is None:
+            assert self.stream is not None
+            data = self.stream.read()
+            after = locations.file_identity(os.fstat(self.stream.fileno()))
+            self.close()
+            if after != self.identity:
+                self.digest = hashlib.new(self.algorithm, data).hexdigest()
+                self.size = len(data)
+            self.body = data
+        return self.body
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
 
 
 class SharedDigests(Protocol):
@@ -115,61 +159,96 @@ class SharedDigests(Protocol):
     def set(self, key: str, digest: str, files: tuple[Dependency, ...]) -> None: ...
 
 
-class VersionCache:
-    """Versions by key, bounded in bytes, least recently used out first."""
+class BoundedCache(Generic[_V]):
+    """Values by key, bounded in bytes, least recently used out first."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, cost: Callable[[_V], int]) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._versions: OrderedDict[tuple[object, ...], Version] = OrderedDict()
+        self._cost = cost
+        self._values: OrderedDict[tuple[object, ...], _V] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._versions)
+        return len(self._values)
 
-    def get(self, key: tuple[object, ...]) -> Version | None:
+    def get(self, key: tuple[object, ...]) -> _V | None:
         with self._lock:
-            version = self._versions.get(key)
-            if version is not None:
-                self._versions.move_to_end(key)
-            return version
+            value = self._values.get(key)
+            if value is not None:
+                self._values.move_to_end(key)
+            return value
 
-    def put(self, key: tuple[object, ...], version: Version) -> None:
-        cost = version.cost()
+    def put(self, key: tuple[object, ...], value: _V) -> None:
+        cost = self._cost(value)
         with self._lock:
-            old = self._versions.pop(key, None)
+            old = self._values.pop(key, None)
             if old is not None:
-                self.bytes -= old.cost()
+                self.bytes -= self._cost(old)
             if cost > self.max_bytes:
                 return  # would evict everything else: serve it, keep nothing
-            self._versions[key] = version
+            self._values[key] = value
             self.bytes += cost
             while self.bytes > self.max_bytes:
-                _key, evicted = self._versions.popitem(last=False)
-                self.bytes -= evicted.cost()
+                _key, evicted = self._values.popitem(last=False)
+                self.bytes -= self._cost(evicted)
 
     def clear(self) -> None:
         with self._lock:
-            self._versions.clear()
+            self._values.clear()
             self.bytes = 0
+
+    def reset_lock(self) -> None:
+        self._lock = threading.Lock()
+
+
+class VersionCache(BoundedCache[Version]):
+    """Versions by key (one per name), bounded in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(max_bytes, Version.cost)
+
+
+def _encoded_cost(body: bytes) -> int:
+    return len(body) + _VERSION_OVERHEAD_BYTES
+
+
+def _sources_cost(entry: tuple[str, tuple[str, str] | None]) -> int:
+    name, source = entry
+    return len(name) + (len(source[1]) if source else 0) + _VERSION_OVERHEAD_BYTES
 
 
 _versions = VersionCache(VERSIONS_MAX_BYTES)
+# Compressed bodies by (algorithm, digest, coding, level): content-addressed.
+_encoded: BoundedCache[bytes] = BoundedCache(ENCODED_MAX_BYTES, _encoded_cost)
+# Where names resolve to, per generation (which a new or moved file rotates).
+_sources: BoundedCache[tuple[str, tuple[str, str] | None]] = BoundedCache(
+    SOURCES_MAX_BYTES, _sources_cost
+)
+# Large bodies being compressed off the request path.
+_compressing: set[tuple[object, ...]] = set()
+_compressor: ThreadPoolExecutor | None = None
 # Versions being built, so that concurrent first requests build once.
 _building: dict[tuple[object, ...], threading.Event] = {}
 _building_lock = threading.Lock()
 
 
 def forget_versions() -> None:
-    """Drop every version kept in this process."""
+    """Drop every version (and compressed body) kept in this process."""
     _versions.clear()
+    _encoded.clear()
+    _sources.clear()
 
 
 def _reset_after_fork() -> None:
     global _building_lock
     _building_lock = threading.Lock()
     _building.clear()
-    _versions._lock = threading.Lock()
+    _compressing.clear()
+    global _compressor
+    _compressor = None  # its thread did not survive fork()
+    for cache in (_versions, _encoded, _sources):
+        cache.reset_lock()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows
@@ -411,11 +490,11 @@ class ServedFiles:
         The bytes to serve for clean ``name`` and their digest, or None if
         nothing is served for it (missing, ignored, not a regular file).
         Raises OutsideRoots for a file outside the static locations and
-        OSError for one that cannot be read. The caller closes the stream.
+        OSError for one that cannot be read. The caller closes what it gets.
         """
         if self.is_ignored(name):
             return None
-        source = self.source(name)
+        source = self.resolve(name, epoch)
         if source is None or source[0] != "local":
             return None
         path = source[1]
@@ -423,11 +502,31 @@ class ServedFiles:
             stream = self._open(path)
         except locations.NotAFile:
             return None
+        except FileNotFoundError:
+            # Gone since it was resolved: the name may live elsewhere now.
+            source = self.source(name)
+            if source is None or source[0] != "local" or source[1] == path:
+                return None
+            path = source[1]
+            stream = self._open(path)
         try:
             return self._served(name, path, stream, epoch)
         except BaseException:
             stream.close()
             raise
+
+    def resolve(self, name: str, epoch: str | None) -> tuple[str, str] | None:
+        """``source(name)``, remembered for the generation ``epoch``."""
+        if epoch is None:
+            return self.source(name)
+        key = (*self._key, epoch, name)
+        kept = _sources.get(key)
+        if kept is not None:
+            return kept[1]
+        source = self.source(name)
+        if source is not None:  # missing names are not kept: endless
+            _sources.put(key, (name, source))
+        return source
 
     def _served(
         self, name: str, path: str, stream: IO[bytes], epoch: str | None
@@ -445,27 +544,117 @@ class ServedFiles:
             body = version.body or b""
             # The body also depends on the files it references: only the
             # ETag (its hash) can validate it, not the file's own mtime.
-            return Served(version.digest, len(body), None, body=body)
+            return Served(
+                version.digest, len(body), None, body=body, algorithm=self.algorithm
+            )
         key = (*self._key, False, name)
+        kept = _versions.get(key)
+        if _valid(kept, path, identity, epoch):
+            assert kept is not None
+            # Known: nothing is read until the body is needed (never for 304).
+            return Served(
+                kept.digest,
+                before.st_size,
+                before.st_mtime,
+                stream=stream,
+                identity=identity,
+                algorithm=self.algorithm,
+                path=path,
+            )
         if before.st_size <= IN_MEMORY_MAX_BYTES:
             # Read whole, so that the hash is of exactly the bytes sent, even
             # if the file is rewritten in place meanwhile.
             data = stream.read()
             after = os.fstat(stream.fileno())
             stream.close()
-            kept = _versions.get(key)
-            if locations.file_identity(after) != identity:
-                digest = hashlib.new(self.algorithm, data).hexdigest()
-            elif _valid(kept, path, identity, epoch):
-                assert kept is not None
-                digest = kept.digest
-            else:
-                digest = hashlib.new(self.algorithm, data).hexdigest()
+            digest = hashlib.new(self.algorithm, data).hexdigest()
+            if locations.file_identity(after) == identity:
                 _versions.put(key, Version(name, path, identity, digest))
-            return Served(digest, len(data), after.st_mtime, body=data)
+            return Served(
+                digest,
+                len(data),
+                after.st_mtime,
+                body=data,
+                algorithm=self.algorithm,
+                path=path,
+            )
         version = self._local(name, path, stream, epoch, None)
         stream.seek(0)
-        return Served(version.digest, before.st_size, before.st_mtime, stream=stream)
+        return Served(
+            version.digest,
+            before.st_size,
+            before.st_mtime,
+            stream=stream,
+            identity=identity,
+            algorithm=self.algorithm,
+            path=path,
+        )
+
+    # -- compressed bodies -------------------------------------------------------------
+
+    def encoded(self, served: Served, coding: str, level: int) -> bytes:
+        """
+        ``served``'s body (read whole) compressed with ``coding``: once per
+        version and coding, however many requests ask at once.
+        """
+        body = served.read()
+        key = (self.algorithm, served.digest, coding, level)
+        kept = _encoded.get(key)
+        if kept is not None:
+            return kept
+
+        def build() -> bytes:
+            data = compress.compress(body, coding, level)
+            _encoded.put(key, data)
+            return data
+
+        return _once(key, lambda: _encoded.get(key), build)
+
+    def encoded_later(
+        self, served: Served, coding: str, level: int, path: str
+    ) -> bytes | None:
+        """
+        The compressed body of a large file if it is ready; otherwise None,
+        and it is compressed off the request path (once) for later requests.
+        """
+        global _compressor
+        key = (self.algorithm, served.digest, coding, level)
+        kept = _encoded.get(key)
+        if kept is not None or served.size > LARGE_COMPRESS_MAX_BYTES:
+            return kept
+        with _building_lock:
+            if key in _compressing:
+                return None
+            _compressing.add(key)
+            if _compressor is None:
+                _compressor = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="freshstatic-compress"
+                )
+            executor = _compressor
+        executor.submit(self._compress_file, key, path, served.digest, coding, level)
+        return None
+
+    def _compress_file(
+        self, key: tuple[object, ...], path: str, digest: str, coding: str, level: int
+    ) -> None:
+        try:
+            with self._open(path) as stream:
+                data = stream.read(LARGE_COMPRESS_MAX_BYTES + 1)
+            # Only for the very bytes the digest names (the file may have
+            # changed since).
+            if hashlib.new(self.algorithm, data).hexdigest() == digest:
+                _encoded.put(key, compress.compress(data, coding, level))
+        except Exception as exc:  # a page must never fail because of this
+            warn_once(
+                f"{path}\0compress",
+                "Static file %r could not be compressed (%s: %s).",
+                path,
+                type(exc).__name__,
+                exc,
+            )
+        finally:
+            with _building_lock:
+                _compressing.discard(key)
 
     def on_disk(self, name: str) -> tuple[str, os.stat_result] | None:
         """
@@ -686,9 +875,9 @@ def _valid(
 
 def _once(
     key: tuple[object, ...],
-    kept: Callable[[], Version | None],
-    build: Callable[[], Version],
-) -> Version:
+    kept: Callable[[], _V | None],
+    build: Callable[[], _V],
+) -> _V:
     """Build the version for ``key`` once, however many threads ask at once."""
     while True:
         with _building_lock:
