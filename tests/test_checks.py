@@ -180,6 +180,43 @@ def test_default_configuration_is_clean() -> None:
         ),
         (
             {
+                "MIDDLEWARE": [
+                    "freshstatic.middleware.FreshStaticMiddleware",
+                    "django.middleware.security.SecurityMiddleware",
+                ]
+            },
+            ["freshstatic.W007"],
+        ),
+        (
+            {
+                "MIDDLEWARE": [
+                    "freshstatic.middleware.FreshStaticMiddleware",
+                    "django.middleware.security.SecurityMiddleware",
+                ],
+                "FRESHSTATIC": {"SERVE": False},
+            },
+            ["freshstatic.W007"],
+        ),
+        (
+            {
+                "MIDDLEWARE": [
+                    "django.middleware.security.SecurityMiddleware",
+                    "freshstatic.middleware.FreshStaticMiddleware",
+                ]
+            },
+            [],
+        ),
+        (
+            {
+                "MIDDLEWARE": ["freshstatic.middleware.FreshStaticMiddleware"],
+                "FRESHSTATIC": {"COMPRESSION": ["br", "gzip"]},
+            },
+            [],
+        ),
+        ({"FRESHSTATIC": {"COMPRESSION": ["deflate"]}}, ["freshstatic.E006"]),
+        ({"FRESHSTATIC": {"COMPRESSION_LEVELS": {"br": 12}}}, ["freshstatic.E006"]),
+        (
+            {
                 "STORAGES": staticfiles(
                     "django.contrib.staticfiles.storage.StaticFilesStorage"
                 )
@@ -329,3 +366,18 @@ def test_checks_run_through_manage_py_check() -> None:
     out = StringIO()
     call_command("check", stdout=out)
     assert "no issues" in out.getvalue()
+
+
+def test_a_coding_whose_package_is_missing_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from freshstatic import compress
+
+    real = compress.compressor
+    monkeypatch.setattr(
+        compress, "compressor", lambda coding: None if coding == "br" else real(coding)
+    )
+    with override_settings(MIDDLEWARE=["freshstatic.middleware.FreshStaticMiddleware"]):
+        messages = run_checks()
+    assert [message.id for message in messages] == ["freshstatic.W008"]
+    assert "brotli" in messages[0].msg

@@ -24,7 +24,10 @@ INSTALLED_APPS = [
 ]
 
 # Serves static files with safe cache headers, stylesheet references busted.
-MIDDLEWARE = ["freshstatic.middleware.FreshStaticMiddleware"]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "freshstatic.middleware.FreshStaticMiddleware",
+]
 ROOT_URLCONF = "example.urls"
 DATABASES: dict[str, dict[str, str]] = {}
 

@@ -17,10 +17,12 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.checks import CheckMessage, Error, Warning
 from django.utils.module_loading import import_string
 
+from freshstatic import compress
 from freshstatic.cache import PER_PROCESS_BACKENDS
 from freshstatic.conf import (
     APP_MISSING_ERROR,
     APP_MISSING_HINT,
+    MIDDLEWARE_PATH,
     STORAGE_DEFAULTS,
     conf,
     did_you_mean,
@@ -235,17 +237,63 @@ def _dotted(klass: type) -> str:
     return f"{klass.__module__}.{klass.__qualname__}"
 
 
-def _serving_messages() -> list[CheckMessage]:
-    if setting_errors() or not middleware_serves():
+SECURITY_MIDDLEWARE = "django.middleware.security.SecurityMiddleware"
+
+
+def _order_messages() -> list[CheckMessage]:
+    middleware = list(settings.MIDDLEWARE or ())
+    if (
+        MIDDLEWARE_PATH not in middleware
+        or SECURITY_MIDDLEWARE not in middleware
+        or middleware.index(SECURITY_MIDDLEWARE) < middleware.index(MIDDLEWARE_PATH)
+    ):
         return []
+    return [
+        Warning(
+            "FreshStaticMiddleware comes before SecurityMiddleware in MIDDLEWARE, "
+            "so static responses go out without the headers SecurityMiddleware "
+            "adds to pages (X-Content-Type-Options: nosniff, Referrer-Policy, "
+            "Cross-Origin-Opener-Policy, HSTS).",
+            hint="Put 'freshstatic.middleware.FreshStaticMiddleware' directly "
+            "after 'django.middleware.security.SecurityMiddleware'.",
+            id="freshstatic.W007",
+        )
+    ]
+
+
+def _compression_messages() -> list[CheckMessage]:
+    missing = [
+        coding for coding in conf.COMPRESSION if compress.compressor(coding) is None
+    ]
+    return [
+        Warning(
+            f"FRESHSTATIC['COMPRESSION'] names {coding!r}, but "
+            f"{compress.PACKAGES[coding]} is not installed: responses are never "
+            f"sent with {coding}.",
+            hint="pip install 'django-freshstatic[compression]', or leave "
+            f"{coding!r} out of FRESHSTATIC['COMPRESSION'].",
+            id="freshstatic.W008",
+        )
+        for coding in missing
+    ]
+
+
+def _serving_messages() -> list[CheckMessage]:
+    if setting_errors():
+        return []
+    messages = _order_messages()
+    if not middleware_serves():
+        return messages
+    messages.extend(_compression_messages())
     names = [config.name for config in apps.get_app_configs()]
     if (
         "freshstatic" not in names
         or "django.contrib.staticfiles" not in names
         or names.index("freshstatic") < names.index("django.contrib.staticfiles")
     ):
-        return []
+        return messages
     return [
+        *messages,
         Warning(
             "FreshStaticMiddleware serves static files, but 'freshstatic' comes "
             "after 'django.contrib.staticfiles' in INSTALLED_APPS, so under "
