@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import queue
 import shutil
 import sys
 import textwrap
-from collections.abc import Iterator
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import override_settings
+from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 
 from freshstatic import watcher as watcher_module
 from freshstatic.signals import static_changed
@@ -34,24 +39,26 @@ from tests.conftest import (
     wait_for,
 )
 
-TIMEOUT = 20.0
+# Generous: a loaded machine delays events by seconds, never by this much.
+TIMEOUT = 30.0
+SENTINEL = "settled-"
+
+Batch = tuple[str, ...] | None
 
 
 class Batches:
     """Every static_changed batch, as sent."""
 
     def __init__(self) -> None:
-        self.queue: queue.Queue[tuple[str, ...] | None] = queue.Queue()
-        self.seen: list[tuple[str, ...] | None] = []
+        self.queue: queue.Queue[Batch] = queue.Queue()
+        self._sentinels = itertools.count()
 
-    def __call__(
-        self, sender: object, names: tuple[str, ...] | None, **kwargs: Any
-    ) -> None:
+    def __call__(self, sender: object, names: Batch, **kwargs: Any) -> None:
         self.queue.put(names)
 
-    def until(self, name: str) -> list[tuple[str, ...] | None]:
+    def until(self, name: str) -> list[Batch]:
         """Wait for a batch naming ``name``; return every batch up to it."""
-        collected: list[tuple[str, ...] | None] = []
+        collected: list[Batch] = []
         while True:
             try:
                 names = self.queue.get(timeout=TIMEOUT)
@@ -60,9 +67,29 @@ class Batches:
                     f"no batch named {name!r} within {TIMEOUT}s; saw {collected}"
                 )
             collected.append(names)
-            self.seen.append(names)
             if names is not None and name in names:
                 return collected
+
+    def settle(self, beside: Path, name: str) -> list[Batch]:
+        """
+        Write a sentinel file beside ``beside`` (static name ``name``) and
+        wait for the batch naming it: every event of that root before it has
+        been delivered, so a later batch comes from a later change.
+        """
+        filename = f"{SENTINEL}{next(self._sentinels)}.txt"
+        folder = name.rpartition("/")[0]
+        beside.with_name(filename).write_bytes(b"settled")
+        return self.until(f"{folder}/{filename}" if folder else filename)
+
+
+def reported(batches: Iterable[Batch]) -> set[str]:
+    """The names the batches reported, sentinels aside."""
+    return {
+        name
+        for batch in batches
+        for name in batch or ()
+        if not name.rpartition("/")[2].startswith(SENTINEL)
+    }
 
 
 @pytest.fixture
@@ -85,92 +112,133 @@ def fresh_url(name: str, data: bytes) -> str:
     return f"/static/{name}?v={sha(data)}"
 
 
-def test_in_place_write(
-    static_tree: StaticTree, watcher: Watcher, batches: Batches
-) -> None:
-    path = static_tree.write("css/site.css", b"old")
-    storage = FreshStaticFilesStorage()
-    assert storage.url("css/site.css") == fresh_url("css/site.css", b"old")
-    batches.until("css/site.css")  # the creation above
+# -- every editor's save style ---------------------------------------------------
+
+OLD = b"old content"
+NEW = b"new content"  # as long as OLD: an in-place write leaves nothing behind
+
+
+def write_in_place(path: Path, data: bytes) -> None:
     with open(path, "r+b") as stream:
-        stream.write(b"new")
-    batches.until("css/site.css")
-    assert storage.url("css/site.css") == fresh_url("css/site.css", b"new")
+        stream.write(data)
 
 
-def test_jetbrains_safe_write(
-    static_tree: StaticTree, watcher: Watcher, batches: Batches
-) -> None:
-    path = static_tree.write("a.css", b"old")
-    storage = FreshStaticFilesStorage()
-    batches.until("a.css")
-    assert storage.url("a.css") == fresh_url("a.css", b"old")
+def truncate_and_write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def write_temp_then_rename(path: Path, data: bytes) -> None:
+    # VS Code, Sublime Text, atomic writers.
+    temp = path.with_name(f".{path.name}.4f2a.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
+def jetbrains_safe_write(path: Path, data: bytes) -> None:
     # Write a temp file, move the original aside, move the temp file in.
-    temp = path.with_name("a.css___jb_tmp___")
-    old = path.with_name("a.css___jb_old___")
-    temp.write_bytes(b"new")
+    temp = path.with_name(f"{path.name}___jb_tmp___")
+    old = path.with_name(f"{path.name}___jb_old___")
+    temp.write_bytes(data)
     os.rename(path, old)
     os.rename(temp, path)
     old.unlink()
-    seen = batches.until("a.css")
-    assert all("___jb_" not in name for batch in seen for name in batch or ())
-    assert storage.url("a.css") == fresh_url("a.css", b"new")
 
 
-def test_write_temp_then_rename(
-    static_tree: StaticTree, watcher: Watcher, batches: Batches
-) -> None:
-    path = static_tree.write("js/app.js", b"old")
-    storage = FreshStaticFilesStorage()
-    batches.until("js/app.js")
-    assert storage.url("js/app.js") == fresh_url("js/app.js", b"old")
-    temp = path.with_name(".app.js.4f2a.tmp")
-    temp.write_bytes(b"new")
-    os.replace(temp, path)
-    batches.until("js/app.js")
-    assert storage.url("js/app.js") == fresh_url("js/app.js", b"new")
-
-
-def test_delete_and_recreate(
-    static_tree: StaticTree, watcher: Watcher, batches: Batches
-) -> None:
-    path = static_tree.write("a.css", b"old")
-    storage = FreshStaticFilesStorage()
-    batches.until("a.css")
-    assert storage.url("a.css") == fresh_url("a.css", b"old")
-    # vim with backupcopy=no: move aside as a backup, write anew, drop backup.
-    backup = path.with_name("a.css~")
+def vim_backup_by_rename(path: Path, data: bytes) -> None:
+    # vim with backupcopy=no: probe the folder, move the file aside as its
+    # backup, write it anew, drop the backup.
+    probe = path.with_name("4913")
+    probe.write_bytes(b"")
+    probe.unlink()
+    backup = path.with_name(f"{path.name}~")
     os.rename(path, backup)
-    path.write_bytes(b"new")
+    path.write_bytes(data)
     backup.unlink()
-    batches.until("a.css")
-    assert storage.url("a.css") == fresh_url("a.css", b"new")
 
 
-def test_deleted_file_loses_its_hash(
-    static_tree: StaticTree, watcher: Watcher, batches: Batches
-) -> None:
-    path = static_tree.write("gone.css", b"here")
-    storage = FreshStaticFilesStorage()
-    batches.until("gone.css")
-    assert storage.url("gone.css") == fresh_url("gone.css", b"here")
+def vim_backup_by_copy(path: Path, data: bytes) -> None:
+    # vim with backupcopy=yes and a swap file: copy aside, rewrite in place.
+    swap = path.with_name(f".{path.name}.swp")
+    swap.write_bytes(b"swap")
+    backup = path.with_name(f"{path.name}~")
+    shutil.copyfile(path, backup)
+    path.write_bytes(data)
+    backup.unlink()
+    swap.unlink()
+
+
+def emacs_save(path: Path, data: bytes) -> None:
+    # A lock symlink while editing, a backup by rename at the first save.
+    lock = path.with_name(f".#{path.name}")
+    os.symlink("user@host.1234:1700000000", lock)
+    os.rename(path, path.with_name(f"{path.name}~"))
+    path.write_bytes(data)
+    lock.unlink()
+
+
+def delete_and_recreate(path: Path, data: bytes) -> None:
     path.unlink()
-    batches.until("gone.css")
-    assert storage.url("gone.css") == "/static/gone.css"
+    path.write_bytes(data)
+
+
+def delete(path: Path, data: bytes) -> None:
+    path.unlink()
+
+
+SAVE_STYLES: list[Callable[[Path, bytes], None]] = [
+    write_in_place,
+    truncate_and_write,
+    write_temp_then_rename,
+    jetbrains_safe_write,
+    vim_backup_by_rename,
+    vim_backup_by_copy,
+    emacs_save,
+    delete_and_recreate,
+    delete,
+]
+
+
+@pytest.mark.parametrize("save", SAVE_STYLES, ids=lambda save: save.__name__)
+@pytest.mark.parametrize("name", ["css/site.css", "vendor/lib.js"])
+def test_every_save_style_gives_a_fresh_url(
+    static_tree: StaticTree,
+    watcher: Watcher,
+    batches: Batches,
+    save: Callable[[Path, bytes], None],
+    name: str,
+) -> None:
+    path = static_tree.write(name, OLD)
+    batches.settle(path, name)  # the creation is delivered: it cannot stand in
+    storage = FreshStaticFilesStorage()
+    assert storage.url(name) == fresh_url(name, OLD)  # and remembered
+    save(path, NEW)
+    seen = batches.until(name)
+    expected = f"/static/{name}" if save is delete else fresh_url(name, NEW)
+    assert storage.url(name) == expected
+    # Only the file itself was reported: no temporary, backup, swap or lock
+    # file, in any batch up to the edit's last event.
+    seen += batches.settle(path, name)
+    assert reported(seen) == {name}
+
+
+# -- folders ----------------------------------------------------------------------
 
 
 def test_folders_created_after_start(
     static_tree: StaticTree, watcher: Watcher, batches: Batches
 ) -> None:
+    name = "new/deep/x.css"
     storage = FreshStaticFilesStorage()
-    assert storage.url("new/deep/x.css") == "/static/new/deep/x.css"
+    assert storage.url(name) == f"/static/{name}"
     (static_tree.plain / "new" / "deep").mkdir(parents=True)
-    static_tree.write("new/deep/x.css", b"x")
-    batches.until("new/deep/x.css")
-    assert storage.url("new/deep/x.css") == fresh_url("new/deep/x.css", b"x")
-    static_tree.write("new/deep/x.css", b"edited")
-    batches.until("new/deep/x.css")
-    assert storage.url("new/deep/x.css") == fresh_url("new/deep/x.css", b"edited")
+    path = static_tree.write(name, b"x")
+    batches.until(name)
+    assert storage.url(name) == fresh_url(name, b"x")
+    batches.settle(path, name)
+    assert storage.url(name) == fresh_url(name, b"x")
+    static_tree.write(name, b"edited")
+    batches.until(name)
+    assert storage.url(name) == fresh_url(name, b"edited")
 
 
 def test_folder_moved_in_and_out(
@@ -186,21 +254,11 @@ def test_folder_moved_in_and_out(
     batches.until("theme/theme.css")
     assert storage.url("theme/theme.css") == fresh_url("theme/theme.css", b"theme")
     assert storage.url("theme/img/bg.svg") == fresh_url("theme/img/bg.svg", b"<svg/>")
+    batches.settle(static_tree.plain / "theme" / "theme.css", "theme/theme.css")
+    assert storage.url("theme/theme.css") == fresh_url("theme/theme.css", b"theme")
     os.rename(static_tree.plain / "theme", outside)
     batches.until("theme")
     assert storage.url("theme/theme.css") == "/static/theme/theme.css"
-
-
-def test_prefixed_staticfiles_dir(
-    static_tree: StaticTree, watcher: Watcher, batches: Batches
-) -> None:
-    static_tree.write("vendor/lib.js", b"one")
-    storage = FreshStaticFilesStorage()
-    batches.until("vendor/lib.js")
-    assert storage.url("vendor/lib.js") == fresh_url("vendor/lib.js", b"one")
-    static_tree.write("vendor/lib.js", b"two")
-    batches.until("vendor/lib.js")
-    assert storage.url("vendor/lib.js") == fresh_url("vendor/lib.js", b"two")
 
 
 def test_app_static_folder(tmp_path: Path, batches: Batches) -> None:
@@ -248,22 +306,79 @@ def test_static_root_is_watched(tmp_path: Path, batches: Batches) -> None:
             watcher.stop()
 
 
-def test_a_burst_of_writes_is_coalesced(
-    static_tree: StaticTree, watcher: Watcher, batches: Batches
+def test_a_symlinked_root_is_watched_and_a_swapped_link_followed(
+    tmp_path: Path, batches: Batches
 ) -> None:
-    static_tree.write("burst/0.css", b"start")
-    batches.until("burst/0.css")
+    first, second = tmp_path / "release-1", tmp_path / "release-2"
+    first.mkdir()
+    second.mkdir()
+    (first / "s.css").write_bytes(b"one")
+    (second / "s.css").write_bytes(b"two")
+    (second / "new.css").write_bytes(b"new")
+    current = tmp_path / "current"
+    current.symlink_to(first)
+    with override_settings(STATICFILES_DIRS=[str(current)]):
+        watcher = Watcher(debounce=0.05, supervise_seconds=0.05)
+        watcher.start()
+        try:
+            storage = FreshStaticFilesStorage()
+            assert storage.url("s.css") == fresh_url("s.css", b"one")
+            # A file directly inside the linked folder.
+            (current / "s.css").write_bytes(b"one, edited")
+            batches.until("s.css")
+            assert storage.url("s.css") == fresh_url("s.css", b"one, edited")
+            batches.settle(current / "s.css", "s.css")
+            assert storage.url("s.css") == fresh_url("s.css", b"one, edited")
+            # A deploy points the link at the next release.
+            (tmp_path / "next").symlink_to(second)
+            os.replace(tmp_path / "next", current)
+            seen = batches.until("new.css")
+            assert {"s.css", "new.css"} <= reported(seen)
+            assert storage.url("s.css") == fresh_url("s.css", b"two")
+        finally:
+            watcher.stop()
+
+
+# -- batches ----------------------------------------------------------------------
+
+
+def test_a_burst_of_writes_is_one_batch(
+    static_tree: StaticTree, batches: Batches
+) -> None:
     storage = FreshStaticFilesStorage()
-    for index in range(100):
-        static_tree.write(f"burst/{index % 10}.css", f"write {index}".encode())
-    static_tree.write("burst/done.css", b"done")
-    seen = batches.until("burst/done.css")
-    # 101 writes (several events each) arrive as a handful of batches.
-    assert len(seen) <= 10
-    assert {f"burst/{index}.css" for index in range(10)} <= {
-        name for batch in seen for name in batch or ()
-    }
+    static_tree.write("burst/9.css", b"start")
+    assert storage.url("burst/9.css") == fresh_url("burst/9.css", b"start")
+    # No quiet period and no time limit end this batch: stop() delivers it.
+    watcher = Watcher(debounce=3600, max_batch_seconds=3600)
+    watcher.start()
+    try:
+        for index in range(100):
+            static_tree.write(f"burst/{index % 10}.css", f"write {index}".encode())
+        static_tree.write("burst/done.css", b"done")
+        wait_for(
+            lambda: "burst/done.css" in watcher._pending,
+            timeout=TIMEOUT,
+            message="the last write to be queued",
+        )
+    finally:
+        watcher.stop()
+    # 101 writes, several events each: one batch.
+    names = {f"burst/{index}.css" for index in range(10)} | {"burst/done.css"}
+    assert batches.until("burst/done.css") == [tuple(sorted(names))]
     assert storage.url("burst/9.css") == fresh_url("burst/9.css", b"write 99")
+
+
+def test_a_steady_stream_still_flushes_in_time(
+    static_tree: StaticTree, batches: Batches
+) -> None:
+    # An hour's quiet period, were it not for MAX_BATCH_SECONDS.
+    watcher = Watcher(debounce=3600, max_batch_seconds=0.05)
+    watcher.start()
+    try:
+        static_tree.write("stream.css", b"one")
+        batches.until("stream.css")
+    finally:
+        watcher.stop()
 
 
 def test_editor_noise_triggers_nothing(
@@ -274,14 +389,115 @@ def test_editor_noise_triggers_nothing(
         "site.css.swo",
         "site.css~",
         ".#site.css",
+        "#site.css#",
         "4913",
         "x.tmp",
+        "site.css___jb_tmp___",
+        ".goutputstream-XYZ123",
+        ".DS_Store",
     ]:
         static_tree.write(f"css/{noise}", b"noise")
     static_tree.write("css/sentinel.css", b"sentinel")
     seen = batches.until("css/sentinel.css")
     # Only the sentinel (the css/ folder, created empty, changes no URL).
-    assert {name for batch in seen for name in batch or ()} == {"css/sentinel.css"}
+    assert reported(seen) == {"css/sentinel.css"}
+
+
+def test_stop_flushes_the_waiting_batch(
+    static_tree: StaticTree, batches: Batches
+) -> None:
+    watcher = Watcher(debounce=3600, max_batch_seconds=3600)
+    watcher.start()
+    static_tree.write("late.css", b"late")
+    wait_for(lambda: watcher._pending, timeout=TIMEOUT, message="the queued event")
+    watcher.stop()
+    assert batches.until("late.css")
+
+
+def test_stop_waits_for_the_batch_under_way(static_tree: StaticTree) -> None:
+    entered, release = threading.Event(), threading.Event()
+    delivered: list[Batch] = []
+
+    def slow_batch(names: Batch) -> bool:
+        entered.set()
+        release.wait(TIMEOUT)
+        delivered.append(names)
+        return True
+
+    watcher = Watcher(debounce=0.01, on_batch=slow_batch)
+    watcher.start()
+    static_tree.write("slow.css", b"slow")
+    assert entered.wait(TIMEOUT)
+    delivered_when_stopped: list[int] = []
+
+    def stop() -> None:
+        watcher.stop()
+        delivered_when_stopped.append(len(delivered))
+
+    stopper = threading.Thread(target=stop)
+    stopper.start()
+    # Time for a stop() that did not wait to return; one that waits passes
+    # however long this takes.
+    stopper.join(timeout=0.5)
+    release.set()
+    stopper.join(TIMEOUT)
+    assert not stopper.is_alive()
+    # stop() returned after the batch under way, and nothing came after it.
+    assert delivered_when_stopped == [len(delivered)]
+    assert delivered[0] == ("slow.css",)
+
+
+def test_a_thread_that_dies_starting_up_is_started_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under coverage a new thread can die in its start-up, before its target.
+    starts: list[str] = []
+    real_start = watcher_module._run_once_running
+
+    def dies_once(running: threading.Event, target: Callable[[], None]) -> None:
+        starts.append(threading.current_thread().name)
+        if len(starts) == 1:
+            raise RuntimeError("Cannot install a trace function while another ...")
+        real_start(running, target)
+
+    monkeypatch.setattr(watcher_module, "_run_once_running", dies_once)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)
+    ran = threading.Event()
+    thread = watcher_module._start_daemon(ran.set, "freshstatic-test")
+    assert ran.wait(TIMEOUT)
+    assert starts == ["freshstatic-test", "freshstatic-test"]
+    thread.join(TIMEOUT)
+
+
+def test_watchdogs_benign_reregistration_warning_is_silenced(
+    static_tree: StaticTree,
+) -> None:
+    def warn(message: str) -> None:
+        warnings.warn_explicit(
+            message,
+            RuntimeWarning,
+            "inotify.py",
+            365,
+            module="watchdog.observers.inotify",
+        )
+
+    with warnings.catch_warnings(record=True) as caught:
+        watcher = Watcher()
+        watcher.start()
+        try:
+            warn(
+                "Callback with id '140104810752080' already exists for watch "
+                "<Watch: wd=7>. It will be Overwritten."
+            )
+            warn("Callback with id '1' does not exist for watch <Watch: wd=7>")
+        finally:
+            watcher.stop()
+    assert [str(warning.message) for warning in caught] == [
+        "Callback with id '1' does not exist for watch <Watch: wd=7>"
+    ]
+
+
+# -- observers, failures and restarts ------------------------------------------
 
 
 def test_polling_setting(static_tree: StaticTree, batches: Batches) -> None:
@@ -327,6 +543,48 @@ def test_falls_back_to_polling_when_inotify_is_full(
         watcher.stop()
 
 
+class VanishingRootObserver(Observer):  # type: ignore[misc,valid-type]
+    """The native observer; one root is deleted just before it is watched."""
+
+    def __init__(self, vanishing: Path) -> None:
+        super().__init__()
+        self.vanishing: Path | None = vanishing
+
+    def schedule(
+        self, event_handler: FileSystemEventHandler, path: str, **options: Any
+    ) -> ObservedWatch:
+        if self.vanishing is not None and path == str(self.vanishing):
+            shutil.rmtree(self.vanishing)
+            self.vanishing = None  # once
+        watch: ObservedWatch = super().schedule(event_handler, path, **options)
+        return watch
+
+
+def test_a_root_deleted_as_it_is_watched_is_watched_when_back(
+    static_tree: StaticTree, batches: Batches, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = ("", str(static_tree.plain))
+    with caplog.at_level(logging.WARNING, logger="freshstatic"):
+        watcher = Watcher(
+            debounce=0.05,
+            supervise_seconds=0.05,
+            observer_class=lambda: VanishingRootObserver(static_tree.plain),
+        )
+        watcher.start()
+    try:
+        # A folder gone is no reason to give up native events.
+        assert watcher.mode == "native events"
+        assert "polling" not in caplog.text
+        assert root not in watcher.roots
+        assert ("vendor", str(static_tree.prefixed)) in watcher.roots
+        static_tree.plain.mkdir()
+        static_tree.write("back.css", b"back")
+        batches.until("back.css")
+        wait_for(lambda: root in watcher.roots, timeout=TIMEOUT, message="re-add")
+    finally:
+        watcher.stop()
+
+
 def test_a_failing_receiver_is_logged_and_watching_goes_on(
     static_tree: StaticTree,
     watcher: Watcher,
@@ -340,12 +598,18 @@ def test_a_failing_receiver_is_logged_and_watching_goes_on(
     storage = FreshStaticFilesStorage()
     try:
         with caplog.at_level(logging.ERROR, logger="freshstatic"):
-            static_tree.write("r.css", b"one")
-            wait_for(lambda: "receiver bug" in caplog.text, message="the logged error")
+            path = static_tree.write("r.css", b"one")
+            wait_for(
+                lambda: "receiver bug" in caplog.text,
+                timeout=TIMEOUT,
+                message="the logged error",
+            )
         assert "Traceback" in caplog.text
     finally:
         static_changed.disconnect(explode)
     batches.until("r.css")  # the batch the failing receiver saw
+    assert storage.url("r.css") == fresh_url("r.css", b"one")
+    batches.settle(path, "r.css")
     assert storage.url("r.css") == fresh_url("r.css", b"one")
     static_tree.write("r.css", b"two")
     batches.until("r.css")
@@ -362,14 +626,43 @@ def test_a_dead_observer_is_restarted(
         assert observer is not None
         with caplog.at_level(logging.ERROR, logger="freshstatic"):
             observer.stop()  # as if its thread had died
+            # Published once the new observer watches.
             wait_for(
-                lambda: watcher._observer not in (None, observer), message="restart"
+                lambda: watcher._observer not in (None, observer),
+                timeout=TIMEOUT,
+                message="restart",
             )
         assert "stopped; restarting" in caplog.text
         storage = FreshStaticFilesStorage()
         static_tree.write("after.css", b"after")
         batches.until("after.css")
         assert storage.url("after.css") == fresh_url("after.css", b"after")
+    finally:
+        watcher.stop()
+
+
+def test_a_root_deleted_and_recreated_is_watched_again(
+    static_tree: StaticTree, batches: Batches
+) -> None:
+    root = ("", str(static_tree.plain))
+    watcher = Watcher(debounce=0.05, supervise_seconds=0.05)
+    watcher.start()
+    try:
+        shutil.rmtree(static_tree.plain)
+        wait_for(lambda: root not in watcher.roots, timeout=TIMEOUT, message="drop")
+        # Rebuilt at once (rm -rf dist && build): written before the folder is
+        # watched again, or after; reported by name either way.
+        static_tree.plain.mkdir()
+        path = static_tree.write("rebuilt.css", b"one")
+        storage = FreshStaticFilesStorage()
+        batches.until("rebuilt.css")
+        assert storage.url("rebuilt.css") == fresh_url("rebuilt.css", b"one")
+        wait_for(lambda: root in watcher.roots, timeout=TIMEOUT, message="re-add")
+        batches.settle(path, "rebuilt.css")
+        assert storage.url("rebuilt.css") == fresh_url("rebuilt.css", b"one")
+        static_tree.write("rebuilt.css", b"two")
+        batches.until("rebuilt.css")
+        assert storage.url("rebuilt.css") == fresh_url("rebuilt.css", b"two")
     finally:
         watcher.stop()
 
@@ -422,11 +715,68 @@ def test_rotation_retried_after_a_redis_outage(
             redis_cache.start()
             wait_for(
                 lambda: "invalidated after the cache came back" in caplog.text,
+                timeout=TIMEOUT,
                 message="the retried rotation",
             )
         assert storage.url("o.css") == fresh_url("o.css", b"two")
     finally:
         watcher.stop()
+
+
+def test_start_invalidates_what_changed_while_no_watcher_ran(
+    static_tree: StaticTree,
+) -> None:
+    static_tree.write("down.css", b"before the restart")
+    storage = FreshStaticFilesStorage()
+    assert storage.url("down.css") == fresh_url("down.css", b"before the restart")
+    static_tree.write("down.css", b"edited while nothing watched")
+    watcher = Watcher(debounce=0.05)
+    watcher.start()
+    try:
+        assert storage.url("down.css") == fresh_url(
+            "down.css", b"edited while nothing watched"
+        )
+    finally:
+        watcher.stop()
+
+
+@pytest.mark.subprocess
+def test_watcher_restarts_in_a_forked_child(static_tree: StaticTree) -> None:
+    """A preloaded server forks workers: each must get a live watcher."""
+    script = textwrap.dedent(
+        """
+        import os, sys, threading, django
+        django.setup()
+        from freshstatic import watcher
+        from freshstatic.signals import static_changed
+
+        parent = watcher.start(debounce=0.05)
+        pid = os.fork()
+        if pid == 0:
+            seen = threading.Event()
+            def receive(sender, names, **kwargs):
+                if names and "forked.css" in names:
+                    seen.set()
+            static_changed.connect(receive, weak=False)
+            child = watcher.get()
+            ok = child is not None and child is not parent and child.running
+            with open(os.path.join(sys.argv[1], "forked.css"), "w") as f:
+                f.write("from the child")
+            ok = ok and seen.wait(60)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    result = run_python(
+        ["-c", script, str(static_tree.plain)],
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# -- names and autostart ----------------------------------------------------------
 
 
 def test_path_to_name() -> None:
@@ -476,92 +826,3 @@ def test_management_command() -> None:
     assert management_command(["django-admin", "runserver"]) == "runserver"
     assert management_command(["manage.py"]) == "help"
     assert management_command(["uwsgi"]) is None
-
-
-@pytest.mark.subprocess
-def test_watcher_restarts_in_a_forked_child(static_tree: StaticTree) -> None:
-    """A preloaded server forks workers: each must get a live watcher."""
-    script = textwrap.dedent(
-        """
-        import os, sys, threading, django
-        django.setup()
-        from freshstatic import watcher
-        from freshstatic.signals import static_changed
-
-        parent = watcher.start(debounce=0.05)
-        pid = os.fork()
-        if pid == 0:
-            seen = threading.Event()
-            def receive(sender, names, **kwargs):
-                if names and "forked.css" in names:
-                    seen.set()
-            static_changed.connect(receive, weak=False)
-            child = watcher.get()
-            ok = child is not None and child is not parent and child.running
-            with open(os.path.join(sys.argv[1], "forked.css"), "w") as f:
-                f.write("from the child")
-            ok = ok and seen.wait(20)
-            os._exit(0 if ok else 1)
-        _, status = os.waitpid(pid, 0)
-        sys.exit(os.waitstatus_to_exitcode(status))
-        """
-    )
-    result = run_python(
-        ["-c", script, str(static_tree.plain)],
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
-    )
-    assert result.returncode == 0, result.stderr
-
-
-def test_start_invalidates_what_changed_while_no_watcher_ran(
-    static_tree: StaticTree,
-) -> None:
-    static_tree.write("down.css", b"before the restart")
-    storage = FreshStaticFilesStorage()
-    assert storage.url("down.css") == fresh_url("down.css", b"before the restart")
-    static_tree.write("down.css", b"edited while nothing watched")
-    watcher = Watcher(debounce=0.05)
-    watcher.start()
-    try:
-        assert storage.url("down.css") == fresh_url(
-            "down.css", b"edited while nothing watched"
-        )
-    finally:
-        watcher.stop()
-
-
-def test_stop_flushes_the_waiting_batch(
-    static_tree: StaticTree, batches: Batches
-) -> None:
-    watcher = Watcher(debounce=30)
-    watcher.start()
-    static_tree.write("late.css", b"late")
-    wait_for(lambda: watcher._pending, message="the event to be queued")
-    watcher.stop()
-    assert batches.until("late.css")
-
-
-def test_a_root_deleted_and_recreated_is_watched_again(
-    static_tree: StaticTree, batches: Batches
-) -> None:
-    watcher = Watcher(debounce=0.05, supervise_seconds=0.05)
-    watcher.start()
-    try:
-        shutil.rmtree(static_tree.plain)
-        wait_for(
-            lambda: ("", str(static_tree.plain)) not in watcher.roots, message="drop"
-        )
-        static_tree.plain.mkdir()
-        wait_for(
-            lambda: ("", str(static_tree.plain)) in watcher.roots, message="re-add"
-        )
-        storage = FreshStaticFilesStorage()
-        static_tree.write("rebuilt.css", b"one")
-        batches.until("rebuilt.css")
-        assert storage.url("rebuilt.css") == fresh_url("rebuilt.css", b"one")
-        static_tree.write("rebuilt.css", b"two")
-        batches.until("rebuilt.css")
-        assert storage.url("rebuilt.css") == fresh_url("rebuilt.css", b"two")
-    finally:
-        watcher.stop()

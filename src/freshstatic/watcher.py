@@ -13,17 +13,19 @@ import errno
 import fnmatch
 import logging
 import os
+import stat
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from time import monotonic
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from freshstatic import locations
@@ -57,6 +59,13 @@ MAX_BATCH_SECONDS = 0.5
 SUPERVISE_SECONDS = 1.0
 # Used when native events are unavailable and FRESHSTATIC["POLL"] is unset.
 FALLBACK_POLL_SECONDS = 1.0
+# A thread that dies starting up (see _start_daemon) is started again.
+THREAD_START_ATTEMPTS = 5
+# watchdog registers a folder twice when a folder inside it is created while
+# it adds the outer one's watches (mkdir -p, a copied tree), and warns that
+# the callback "will be overwritten": by the very same callback. A race inside
+# watchdog that loses nothing; not a message for a site's console.
+WATCHDOG_REREGISTERED_WARNING = r"Callback with id .* already exists for watch"
 
 
 def watched_roots() -> list[tuple[str, str]]:
@@ -90,12 +99,20 @@ def is_ignored(path: str) -> bool:
     return any(fnmatch.fnmatchcase(basename, pattern) for pattern in IGNORED_PATTERNS)
 
 
+class _Watched(NamedTuple):
+    """A root folder being watched, and which folder it was when scheduled."""
+
+    watch: ObservedWatch
+    identity: tuple[int, int]
+
+
 class Watcher:
     """
     Watch the static roots and invalidate on change.
 
     ``start()`` returns once the folders are watched; ``stop()`` joins every
-    thread. ``poll`` (seconds) forces the polling observer; None follows
+    thread and delivers the batch still waiting, after which nothing more is
+    delivered. ``poll`` (seconds) forces the polling observer; None follows
     ``FRESHSTATIC["POLL"]``.
     """
 
@@ -106,25 +123,41 @@ class Watcher:
         debounce: float | None = None,
         observer_class: Callable[[], BaseObserver] = Observer,
         supervise_seconds: float = SUPERVISE_SECONDS,
+        max_batch_seconds: float = MAX_BATCH_SECONDS,
         on_batch: Callable[[tuple[str, ...] | None], bool] | None = None,
     ) -> None:
         self._poll = poll
         self._debounce = debounce
         self._observer_class = observer_class
         self._supervise_seconds = supervise_seconds
+        self._max_batch_seconds = max_batch_seconds
         self._on_batch = on_batch or _invalidate
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._observer: BaseObserver | None = None
         self._supervisor: threading.Thread | None = None
         self._fallback_reason: str | None = None
+        self._handler = _Handler(self)
+        # The roots being watched, published once their watches are in place:
+        # a change made after a root appears here is seen.
         self.roots: list[tuple[str, str]] = []
+        # The roots event paths are named through; ahead of self.roots while
+        # a new root is being scheduled.
+        self._event_roots: list[tuple[str, str]] = []
+        self._watched: dict[str, _Watched] = {}
+        self._unwatchable: dict[str, tuple[int, int]] = {}
         self.mode = ""
-        # Debounce state.
+        # Debounce state, under _batch_lock: the names waiting, and when the
+        # batcher thread delivers them (None: nothing waits).
         self._pending: set[str] = set()
         self._first_event = 0.0
-        self._timer: threading.Timer | None = None
+        self._due: float | None = None
         self._batch_lock = threading.Lock()
+        self._wake = threading.Condition(self._batch_lock)
+        self._batcher: threading.Thread | None = None
+        # Held while a batch is delivered: batches go out one at a time, in
+        # order, and stop() waits for the one under way.
+        self._deliver_lock = threading.RLock()
         self._rotation_pending = False
 
     # -- lifecycle --------------------------------------------------------------
@@ -139,62 +172,125 @@ class Watcher:
                 return
             self._stopping.clear()
             self._start_observer()
-            self._supervisor = threading.Thread(
-                target=self._supervise, name="freshstatic-watcher", daemon=True
-            )
-            self._supervisor.start()
+            self._batcher = _start_daemon(self._deliver_batches, "freshstatic-batches")
+            self._supervisor = _start_daemon(self._supervise, "freshstatic-watcher")
         # Files may have changed while no watcher ran (a restart, a deploy):
         # hashes that a shared cache kept from before cannot be trusted.
         self._rotation_pending = not _rotate()
 
     def stop(self) -> None:
         with self._lock:
-            self._stopping.set()
             with self._batch_lock:
-                timer, self._timer = self._timer, None
-                if timer is not None:
-                    timer.cancel()
+                self._stopping.set()  # from here on, add() queues nothing
+                self._wake.notify_all()
             self._stop_observer()
             supervisor, self._supervisor = self._supervisor, None
+            batcher, self._batcher = self._batcher, None
         # Joined outside the lock, which the supervisor takes.
-        for thread in (supervisor, timer):
+        for thread in (supervisor, batcher):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=10)
-        self._flush()  # a batch still waiting for its debounce is not lost
+        # A batch still waiting for its debounce is not lost; one being
+        # delivered right now is waited for. Nothing is delivered after this.
+        self._flush()
 
     # -- the observer -----------------------------------------------------------
 
     def _start_observer(self) -> None:
-        self.roots = watched_roots()
-        handler = _Handler(self)
         poll = self._poll if self._poll is not None else conf.POLL
         if poll is None:
-            observer = self._observer_class()
             try:
-                self._schedule_and_start(observer, handler)
+                self._observe(self._observer_class())
             except OSError as exc:
-                _stop_quietly(observer)
                 self._warn_fallback(exc)
                 poll = conf.POLL or FALLBACK_POLL_SECONDS
             else:
-                self._observer = observer
                 self.mode = "native events"
                 return
-        observer = PollingObserver(timeout=poll)
-        self._schedule_and_start(observer, handler)
-        self._observer = observer
+        self._observe(PollingObserver(timeout=poll))
         self.mode = f"polling every {poll:g} s"
 
-    def _schedule_and_start(self, observer: BaseObserver, handler: _Handler) -> None:
-        for _prefix, root in self.roots:
-            observer.schedule(handler, root, recursive=True)
-        observer.start()
+    def _observe(self, observer: BaseObserver) -> None:
+        warnings.filterwarnings(
+            "ignore",
+            message=WATCHDOG_REREGISTERED_WARNING,
+            category=RuntimeWarning,
+            module=r"watchdog\.",
+        )
+        try:
+            observer.start()
+            # What the roots hold now is hashed afresh after start(): no
+            # names to report for it.
+            self._reconcile(observer, report=False)
+        except BaseException:
+            self._watched.clear()
+            _stop_quietly(observer)
+            raise
+        self._observer = observer  # published once it watches
         logger.info(
             "Watching %d static folders for changes (%s) in process %d.",
             len(self.roots),
             type(observer).__name__,
             os.getpid(),
         )
+
+    def _reconcile(self, observer: BaseObserver, *, report: bool) -> bool:
+        """
+        Watch each root that exists now, as the folder that is there now.
+
+        A root that appears (created after start, deleted and rebuilt, a
+        swapped symlink) is scheduled first and listed next: a file written
+        before its watch existed is found by the listing, one written after
+        by an event, and both are reported by name before the root is
+        published in ``roots``. Returns True when changes may have been
+        missed that no name covers (a root that vanished).
+        """
+        desired = watched_roots()
+        # The folder itself is watched, not a symlink to it: a watch on the
+        # link would see nothing of the files directly inside.
+        targets = {folder: os.path.realpath(folder) for _prefix, folder in desired}
+        identities = {target: _identity(target) for target in targets.values()}
+        self._event_roots = list(
+            dict.fromkeys(
+                [*desired, *((prefix, targets[folder]) for prefix, folder in desired)]
+            )
+        )
+        alive = {emitter.watch for emitter in observer.emitters if emitter.is_alive()}
+        missed = False
+        for target, watched in list(self._watched.items()):
+            identity = identities.get(target)
+            if identity == watched.identity and watched.watch in alive:
+                continue
+            # Deleted, replaced by another folder, or its emitter stopped (a
+            # deleted root stops it).
+            _unschedule_quietly(observer, watched.watch)
+            del self._watched[target]
+            missed = missed or identity is None
+        names: set[str] = set()
+        for target, identity in identities.items():
+            if (
+                target in self._watched
+                or identity is None
+                or self._unwatchable.get(target) == identity
+            ):
+                continue
+            try:
+                watch = observer.schedule(self._handler, target, recursive=True)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # gone again; scheduled when it is back
+            except OSError as exc:
+                if not isinstance(observer, PollingObserver):
+                    raise  # the caller falls back to polling
+                logger.warning("Cannot watch the static folder %s: %s", target, exc)
+                self._unwatchable[target] = identity
+                continue
+            self._watched[target] = _Watched(watch, identity)
+            if report:
+                names.update(_files_under(target, self._event_roots))
+        if names:
+            self.add(names)
+        self.roots = [root for root in desired if targets[root[1]] in self._watched]
+        return missed
 
     def _warn_fallback(self, exc: OSError) -> None:
         reason = {
@@ -214,20 +310,9 @@ class Watcher:
 
     def _stop_observer(self) -> None:
         observer, self._observer = self._observer, None
+        self._watched.clear()
         if observer is not None:
             _stop_quietly(observer)
-
-    def _restart_observer(self) -> None:
-        self._stop_observer()
-        self._start_observer()
-        # Whatever changed while it was not watched is unknown.
-        self._batch(None)
-
-    def _observer_healthy(self) -> bool:
-        observer = self._observer
-        if observer is None or not observer.is_alive():
-            return False
-        return all(emitter.is_alive() for emitter in observer.emitters)
 
     def _supervise(self) -> None:
         while not self._stopping.wait(self._supervise_seconds):
@@ -235,23 +320,37 @@ class Watcher:
                 with self._lock:
                     if self._stopping.is_set():
                         return
-                    if not self._observer_healthy():
-                        logger.error("The static file watcher stopped; restarting it.")
-                        self._restart_observer()
-                    elif watched_roots() != self.roots:
-                        # A root deleted and recreated (rm -rf dist && build),
-                        # or created after start (STATIC_ROOT).
-                        logger.info("The static folders changed; watching them anew.")
-                        self._restart_observer()
+                    if self._batcher is not None and not self._batcher.is_alive():
+                        logger.error("The static file batcher stopped; restarting it.")
+                        self._batcher = _start_daemon(
+                            self._deliver_batches, "freshstatic-batches"
+                        )
+                    missed = self._check_observer()
+                if missed:
+                    # Whatever changed while nothing watched is unknown.
+                    self._deliver_unless_stopping(None)
                 if self._rotation_pending:
                     self._retry_rotation()
             except Exception:
                 logger.exception("The static file watcher failed; restarting it.")
 
+    def _check_observer(self) -> bool:
+        observer = self._observer
+        if observer is not None and observer.is_alive():
+            try:
+                return self._reconcile(observer, report=True)
+            except OSError as exc:  # a new root over the inotify limits
+                logger.warning("Watching a new static folder failed (%s).", exc)
+        else:
+            logger.error("The static file watcher stopped; restarting it.")
+        self._stop_observer()
+        self._start_observer()
+        return True
+
     # -- batches ----------------------------------------------------------------
 
     def add(self, names: Iterable[str]) -> None:
-        """Queue changed names; they are flushed after a quiet period."""
+        """Queue changed names; they are delivered after a quiet period."""
         debounce = self._debounce if self._debounce is not None else conf.DEBOUNCE
         with self._batch_lock:
             if self._stopping.is_set():
@@ -260,23 +359,44 @@ class Watcher:
             if not self._pending:
                 self._first_event = now
             self._pending.update(names)
-            delay = max(0.0, min(debounce, self._first_event + MAX_BATCH_SECONDS - now))
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = threading.Timer(delay, self._flush)
-            self._timer.daemon = True
-            self._timer.name = "freshstatic-debounce"
-            self._timer.start()
+            # Each event moves the delivery back, up to the batch's limit.
+            self._due = min(now + debounce, self._first_event + self._max_batch_seconds)
+            self._wake.notify()
+
+    def _deliver_batches(self) -> None:
+        """The batcher thread: deliver each batch once it is due."""
+        while True:
+            with self._batch_lock:
+                while not self._stopping.is_set():
+                    if self._due is None:
+                        self._wake.wait()
+                    elif (remaining := self._due - monotonic()) > 0:
+                        self._wake.wait(remaining)
+                    else:
+                        break
+                else:
+                    return  # stop() delivers what waits
+            try:
+                self._flush()
+            except Exception:  # pragma: no cover (_deliver logs what fails)
+                logger.exception("Delivering a batch of static changes failed.")
 
     def _flush(self) -> None:
-        with self._batch_lock:
-            names = tuple(sorted(self._pending))
-            self._pending.clear()
-            self._timer = None
-        if names:
-            self._batch(names)
+        with self._deliver_lock:
+            with self._batch_lock:
+                names = tuple(sorted(self._pending))
+                self._pending.clear()
+                self._due = None
+            self._deliver(names)
 
-    def _batch(self, names: tuple[str, ...] | None) -> None:
+    def _deliver_unless_stopping(self, names: tuple[str, ...] | None) -> None:
+        with self._deliver_lock:
+            if not self._stopping.is_set():
+                self._deliver(names)
+
+    def _deliver(self, names: tuple[str, ...] | None) -> None:
+        if names == ():
+            return
         try:
             rotated = self._on_batch(names)
         except Exception:
@@ -316,7 +436,7 @@ class _Handler(FileSystemEventHandler):
         if event.event_type == "moved":
             paths.append(event.dest_path)
         names: set[str] = set()
-        roots = self.watcher.roots
+        roots = self.watcher._event_roots
         for raw in paths:
             path = os.fsdecode(raw)
             if is_ignored(path):
@@ -342,6 +462,51 @@ def _files_under(folder: str, roots: list[tuple[str, str]]) -> set[str]:
             if name is not None and not is_ignored(path):
                 names.add(name)
     return names
+
+
+def _start_daemon(target: Callable[[], None], name: str) -> threading.Thread:
+    """
+    Start a daemon thread running ``target``; return once it runs.
+
+    A thread can die before it runs anything: under a tracer (coverage sets
+    one for every thread), CPython's thread start-up fails with "Cannot
+    install a trace function while another trace function is being
+    installed" when another thread starts at that moment. Such a thread is
+    started again.
+    """
+    for _attempt in range(THREAD_START_ATTEMPTS):
+        running = threading.Event()
+        thread = threading.Thread(
+            target=_run_once_running, args=(running, target), name=name, daemon=True
+        )
+        thread.start()
+        while thread.is_alive() and not running.wait(0.01):
+            continue
+        if running.is_set():
+            return thread
+        logger.debug("The thread %s died starting up; starting it again.", name)
+    raise RuntimeError(f"The thread {name} died starting up.")
+
+
+def _run_once_running(running: threading.Event, target: Callable[[], None]) -> None:
+    running.set()
+    target()
+
+
+def _identity(folder: str) -> tuple[int, int] | None:
+    """Which folder is at ``folder`` now (None: no folder)."""
+    try:
+        status = os.stat(folder)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino) if stat.S_ISDIR(status.st_mode) else None
+
+
+def _unschedule_quietly(observer: BaseObserver, watch: ObservedWatch) -> None:
+    try:
+        observer.unschedule(watch)
+    except Exception:
+        logger.debug("Unscheduling %s failed.", watch.path, exc_info=True)
 
 
 def _stop_quietly(observer: BaseObserver) -> None:
