@@ -156,13 +156,15 @@ def test_non_static_requests_pass_through(served: StaticTree) -> None:
     assert "Cache-Control" not in response
 
 
-def test_cdn_static_url_is_left_alone(served: StaticTree) -> None:
+def test_a_cdn_static_url_is_served_as_the_cdns_origin(served: StaticTree) -> None:
     served.write("a.js", b"x")
     with override_settings(STATIC_URL="https://cdn.example/static/"):
-        assert get("/static/a.js").status_code == 404  # no URL pattern serves it
-
-
-# -- stylesheets --------------------------------------------------------------
+        url = FreshStaticFilesStorage().url("a.js")
+        assert url == f"https://cdn.example/static/a.js?v={sha(b'x')}"
+        response = get(url.removeprefix("https://cdn.example"))
+    assert response.status_code == 200
+    assert response.content == b"x"
+    assert response["Cache-Control"] == IMMUTABLE
 
 
 def test_stylesheet_references_carry_their_own_hash(served: StaticTree) -> None:
@@ -724,3 +726,72 @@ def test_async_requests_are_served_with_an_asynchronous_stream(
     assert response["Cache-Control"] == IMMUTABLE
     assert response.streaming is large
     assert body == SCRIPT
+
+
+# -- versions in file names ----------------------------------------------------------
+
+class FilenameStorage(FreshStaticFilesStorage):
+    """version_in="filename" without OPTIONS (which Django 4.2 drops under
+    override_settings)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(version_in="filename", **options)
+
+
+FILENAME_STORAGE = {"staticfiles": {"BACKEND": f"{__name__}.FilenameStorage"}}
+
+
+@pytest.fixture
+def by_filename(served: StaticTree) -> Iterator[StaticTree]:
+    with override_settings(STORAGES=FILENAME_STORAGE):
+        yield served
+
+
+def filename_storage() -> FreshStaticFilesStorage:
+    return FreshStaticFilesStorage(version_in="filename")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("css/site.css", "/static/css/site.{h}.css"),
+        ("js/app.min.js", "/static/js/app.min.{h}.js"),
+        ("LICENSE", "/static/LICENSE.{h}"),
+        ("img/logo.svg?x=1#mark", "/static/img/logo.{h}.svg?x=1#mark"),
+    ],
+)
+def test_the_version_can_go_in_the_file_name(
+    by_filename: StaticTree, name: str, expected: str
+) -> None:
+    data = b"content of " + name.encode()
+    by_filename.write(name.partition("?")[0], data)
+    url = filename_storage().url(name)
+    assert url == expected.format(h=sha(data))
+    response = get(url)
+    assert response.status_code == 200
+    assert response.content == data
+    assert response["Cache-Control"] == IMMUTABLE
+
+
+def test_a_wrong_hash_in_the_name_is_never_immutable(by_filename: StaticTree) -> None:
+    by_filename.write("css/site.css", b"body{}")
+    response = get("/static/css/site.000000000000.css")
+    assert response.status_code == 200
+    assert response.content == b"body{}"
+    assert response["Cache-Control"] == "no-cache"
+
+
+def test_a_real_file_with_a_hash_like_name_wins(by_filename: StaticTree) -> None:
+    by_filename.write("css/site.css", b"the source")
+    by_filename.write("css/site.0123456789ab.css", b"a real file")
+    response = get("/static/css/site.0123456789ab.css")
+    assert response.content == b"a real file"
+    assert response["Cache-Control"] == "no-cache"  # it has no version of its own
+
+
+def test_stylesheet_references_use_the_file_name_form(by_filename: StaticTree) -> None:
+    by_filename.write("img/i.png", b"i")
+    by_filename.write("css/site.css", b".a{background:url(../img/i.png#x)}")
+    body = get(filename_storage().url("css/site.css")).content
+    assert body == f".a{{background:url(../img/i.{sha(b'i')}.png#x)}}".encode()
+    assert get(f"/static/img/i.{sha(b'i')}.png").content == b"i"

@@ -33,6 +33,7 @@ from freshstatic.conf import (
     query_param_error,
     setting_errors,
     strict_error,
+    version_in_error,
 )
 
 STORAGE_SETTING = "STORAGES['staticfiles']"
@@ -101,6 +102,7 @@ def check_storage(
         ("freshstatic.E005", key_prefix_error(merged["key_prefix"])),
         ("freshstatic.E005", query_param_error(merged["query_param"])),
         ("freshstatic.E005", strict_error(merged["strict"])),
+        ("freshstatic.E005", version_in_error(merged["version_in"])),
     ):
         if error:
             messages.append(
@@ -302,7 +304,7 @@ def _serving_messages() -> list[CheckMessage]:
             hint="Put 'freshstatic' above 'django.contrib.staticfiles' in "
             "INSTALLED_APPS.",
             id="freshstatic.W005",
-        )
+        ),
     ]
 
 

@@ -73,6 +73,7 @@ STORAGE_DEFAULTS: dict[str, Any] = {
     "cache_alias": "default",
     "key_prefix": "freshstatic",
     "strict": None,
+    "version_in": "query",
 }
 
 # Variable-length digests need an explicit size; they make poor cache busters.
@@ -367,6 +368,18 @@ def hash_length_error(length: object, algorithm: object) -> str | None:
 def query_param_error(param: object) -> str | None:
     if not isinstance(param, str) or not param.isidentifier():
         return f"query_param must be a simple name like 'v', not {param!r}."
+    return None
+
+
+VERSION_IN_CHOICES = ("query", "filename")
+
+
+def version_in_error(version_in: object) -> str | None:
+    if version_in not in VERSION_IN_CHOICES:
+        return (
+            f"version_in must be 'query' (?v=<hash>) or 'filename' "
+            f"(site.<hash>.css), not {version_in!r}."
+        )
     return None
 
 

@@ -143,6 +143,9 @@ class FreshStaticMiddleware:
         self, request: HttpRequest, storage: FreshStaticMixin, name: str
     ) -> HttpResponseBase:
         state = storage.hash_cache.refresh()
+        name, version = storage.served_files.requested(
+            name, request.GET.get(storage.query_param), state.generation
+        )
         try:
             served = storage.served_files.open(name, state.generation)
         except locations.OutsideRoots as exc:
@@ -165,7 +168,7 @@ class FreshStaticMiddleware:
         if served is None:
             return HttpResponseNotFound()
         try:
-            return self.respond(request, storage, name, served)
+            return self.respond(request, storage, name, version, served)
         except BaseException:
             served.close()
             raise
@@ -175,6 +178,7 @@ class FreshStaticMiddleware:
         request: HttpRequest,
         storage: FreshStaticMixin,
         name: str,
+        version: str | None,
         served: Served,
     ) -> HttpResponseBase:
         content_type = _content_type(name)
@@ -205,7 +209,7 @@ class FreshStaticMiddleware:
         if not_modified is not None:
             served.close()
             return self.headers_for(
-                request, storage, not_modified, served, coding, compressible
+                version, storage, not_modified, served, coding, compressible
             )
 
         head = request.method == "HEAD"
@@ -223,12 +227,12 @@ class FreshStaticMiddleware:
         if coding is not None:
             response["Content-Encoding"] = coding
         return self.headers_for(
-            request, storage, response, served, coding, compressible
+            version, storage, response, served, coding, compressible
         )
 
     def headers_for(
         self,
-        request: HttpRequest,
+        version: str | None,
         storage: FreshStaticMixin,
         response: HttpResponseBase,
         served: Served,
@@ -236,7 +240,7 @@ class FreshStaticMiddleware:
         compressible: bool,
     ) -> HttpResponseBase:
         response = self.headers(
-            request, storage, response, served.digest, served.mtime, conditional=True
+            version, storage, response, served.digest, served.mtime, conditional=True
         )
         response["ETag"] = _etag(served.digest, coding)
         if compressible:
@@ -273,14 +277,19 @@ class FreshStaticMiddleware:
                 )
                 digest = None
         return self.headers(
-            request, storage, response, digest, mtime, conditional=False
+            request.GET.get(storage.query_param),
+            storage,
+            response,
+            digest,
+            mtime,
+            conditional=False,
         )
 
     # -- headers ------------------------------------------------------------------
 
     def headers(
         self,
-        request: HttpRequest,
+        version: str | None,
         storage: FreshStaticMixin,
         response: HttpResponseBase,
         digest: str | None,
@@ -292,7 +301,7 @@ class FreshStaticMiddleware:
             if header in response:
                 del response[header]
         current = None if digest is None else digest[: storage.hash_length]
-        if current is not None and request.GET.get(storage.query_param) == current:
+        if current is not None and version == current:
             patch_cache_control(
                 response, public=True, max_age=IMMUTABLE_MAX_AGE_SECONDS, immutable=True
             )
@@ -306,14 +315,16 @@ class FreshStaticMiddleware:
 
 
 def static_prefix() -> str | None:
-    """The path part of a local STATIC_URL ("/static/"), or None for a CDN."""
+    """
+    The path part of STATIC_URL ("/static/"). With a host
+    ("https://cdn.example.com/static/"), requests for that path are the
+    CDN's, pulling from this server as its origin.
+    """
     url = settings.STATIC_URL
     if not url:
         return None
-    parts = urlsplit(url)
-    if parts.netloc:
-        return None
-    return parts.path if parts.path.endswith("/") else parts.path + "/"
+    path = urlsplit(url).path or "/"
+    return path if path.endswith("/") else path + "/"
 
 
 def _content_type(path: str) -> str:

@@ -290,14 +290,16 @@ class ServedFiles:
         algorithm: str,
         query_param: str,
         hash_length: int,
+        version_in: str = "query",
     ) -> None:
         self.storage = storage
         self.algorithm = algorithm
         self.query_param = query_param
         self.hash_length = hash_length
+        self.version_in = version_in
         # Versions of this storage's names only (another storage may resolve
         # the same name elsewhere, or hash it differently).
-        self._key = (id(self), algorithm, query_param, hash_length)
+        self._key = (id(self), algorithm, query_param, hash_length, version_in)
 
     # -- which file --------------------------------------------------------------
 
@@ -590,6 +592,20 @@ class ServedFiles:
             path=path,
         )
 
+    def requested(
+        self, name: str, version: str | None, epoch: str | None
+    ) -> tuple[str, str | None]:
+        """
+        The static name a request path names, and the version it asks for:
+        ``version`` (``?v=``), or with ``version_in="filename"`` the hash
+        in the file's name (``site.3f2a9c01b7e4.css``), unless a file has
+        that very name.
+        """
+        if self.version_in != "filename" or self.resolve(name, epoch) is not None:
+            return name, version
+        split = without_version(name, self.hash_length)
+        return split if split is not None else (name, version)
+
     # -- compressed bodies -------------------------------------------------------------
 
     def encoded(self, served: Served, coding: str, level: int) -> bytes:
@@ -810,9 +826,12 @@ class ServedFiles:
             for file_path, identity in version.files():
                 dependencies[file_path] = identity
             path_part, fragment_sep, fragment = reference.partition("#")
-            path, _, query = path_part.partition("?")
-            version_param = f"{self.query_param}={version.digest[: self.hash_length]}"
-            params = [part for part in (query, version_param) if part]
+            path, query_sep, query = path_part.partition("?")
+            short = version.digest[: self.hash_length]
+            if self.version_in == "filename":
+                path = with_version(path, short)
+                return f"{path}{query_sep}{query}{fragment_sep}{fragment}"
+            params = [part for part in (query, f"{self.query_param}={short}") if part]
             return f"{path}?{'&'.join(params)}{fragment_sep}{fragment}"
 
         body = css.rewrite(sheet.text(), replace).encode("utf-8", "surrogateescape")
@@ -855,6 +874,25 @@ class _Sheet:
 
     def text(self) -> str:
         return (self.raw or b"").decode("utf-8", "surrogateescape")
+
+
+def with_version(path: str, short: str) -> str:
+    """``css/site.css`` -> ``css/site.<short>.css`` (``LICENSE.<short>``)."""
+    folder, slash, filename = path.rpartition("/")
+    stem, dot, extension = filename.rpartition(".")
+    if not dot or not stem:  # no extension, or a dotfile's
+        return f"{path}.{short}"
+    return f"{folder}{slash}{stem}.{short}.{extension}"
+
+
+def without_version(name: str, length: int) -> tuple[str, str] | None:
+    """The name and hash of a name made by ``with_version``, or None."""
+    match = re.fullmatch(
+        rf"(?P<head>.+)\.(?P<hash>[0-9a-f]{{{length}}})(?P<tail>\.[^./]+)?", name
+    )
+    if match is None or "/" in match["hash"]:
+        return None
+    return match["head"] + (match["tail"] or ""), match["hash"]
 
 
 def _valid(

@@ -34,9 +34,10 @@ from freshstatic.conf import (
     parse_bool,
     query_param_error,
     strict_error,
+    version_in_error,
 )
 from freshstatic.log import warn_once
-from freshstatic.served import ServedFiles, Version
+from freshstatic.served import ServedFiles, Version, with_version
 
 if TYPE_CHECKING:
     from django.core.files.storage import Storage
@@ -65,6 +66,7 @@ class FreshStaticMixin(_Base):
         cache_alias: str = STORAGE_DEFAULTS["cache_alias"],
         key_prefix: str = STORAGE_DEFAULTS["key_prefix"],
         strict: bool | None = STORAGE_DEFAULTS["strict"],
+        version_in: str = STORAGE_DEFAULTS["version_in"],
         **kwargs: Any,
     ) -> None:
         if not apps.is_installed("freshstatic"):
@@ -81,6 +83,7 @@ class FreshStaticMixin(_Base):
                 key_prefix_error(key_prefix),
                 query_param_error(query_param),
                 strict_error(strict),
+                version_in_error(version_in),
             )
             if error
         ]
@@ -93,12 +96,14 @@ class FreshStaticMixin(_Base):
         self.cache_alias = cache_alias
         self.key_prefix = key_prefix
         self.strict = None if strict is None else parse_bool(strict)
+        self.version_in = version_in
         self.hash_cache = HashCache(cache_alias, key_prefix)
         self.served_files = ServedFiles(
             self,
             algorithm=self.hash_algorithm,
             query_param=query_param,
             hash_length=hash_length,
+            version_in=version_in,
         )
 
     # -- the hot path -----------------------------------------------------------
@@ -216,6 +221,10 @@ class FreshStaticMixin(_Base):
     def _hashed_url(self, name: str, digest: str | None) -> str:
         rest, fragment_sep, fragment = name.partition("#")
         path, query_sep, query = rest.partition("?")
+        versioned = digest is not None and self.version_in == "filename"
+        if versioned:
+            assert digest is not None
+            path = with_version(path, digest[: self.hash_length])
         try:
             parent = super().url(path)
         except UnicodeEncodeError:
@@ -226,7 +235,7 @@ class FreshStaticMixin(_Base):
         # character or space (a URL may end up in a header or an attribute).
         query, fragment = _quote_part(query), _quote_part(fragment)
         params = [part for part in (parent_query, query) if part]
-        if digest is not None:
+        if digest is not None and not versioned:
             params.append(f"{self.query_param}={digest[: self.hash_length]}")
         url = base + ("?" + "&".join(params) if params else query_sep)
         return url + fragment_sep + fragment
