@@ -1,7 +1,11 @@
-"""The header matrix and path confinement, over real HTTP to a real gunicorn."""
+"""
+The header matrix, compression, ranges and path confinement, over real HTTP
+to a real gunicorn (WSGI) and a real uvicorn (ASGI).
+"""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import os
@@ -10,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+import brotli
 import pytest
+import zstandard
 
 from tests.conftest import (
     EXAMPLE,
@@ -30,6 +36,7 @@ SECRET = b"TOP SECRET settings"
 class Site(NamedTuple):
     port: int
     static: Path
+    server: ServerProcess
 
 
 class Reply(NamedTuple):
@@ -52,25 +59,33 @@ def request(site: Site, method: str, path: str, **headers: str) -> Reply:
         connection.close()
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tmp = tmp_path_factory.mktemp("serving")
+# A script larger than what is served from memory: streamed from the file.
+LARGE_SCRIPT = b"".join(b"export const n%d = %d;\n" % (i, i) for i in range(200_000))
+SERVERS = {
+    "gunicorn": ["-m", "gunicorn", "--workers", "2", "--bind", "127.0.0.1:{port}"],
+    "uvicorn": ["-m", "uvicorn", "--workers", "2", "--port", "{port}"],
+}
+APPLICATIONS = {"gunicorn": "example.wsgi", "uvicorn": "example.asgi:application"}
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def site(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Site]:
+    kind = request.param
+    tmp = tmp_path_factory.mktemp(f"serving-{kind}")
     static = copy_example_static(tmp)
+    (static / "js" / "large.js").write_bytes(LARGE_SCRIPT)
     (tmp / "settings.py").write_bytes(SECRET)
     os.symlink(tmp / "settings.py", static / "css" / "escape.css")
     port = free_port()
     server = ServerProcess(
         [
             sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "2",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "example.wsgi",
+            *(part.format(port=port) for part in SERVERS[kind]),
+            APPLICATIONS[kind],
         ],
-        tmp / "gunicorn.log",
+        tmp / f"{kind}.log",
         cwd=EXAMPLE,
         env=subprocess_env(
             DJANGO_SETTINGS_MODULE="tests.settings_example",
@@ -79,10 +94,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         ),
     )
     try:
-        wait_for(
-            lambda: fetch(f"http://127.0.0.1:{port}/"), timeout=60, message="gunicorn"
-        )
-        yield Site(port, static)
+        wait_for(lambda: fetch(f"http://127.0.0.1:{port}/"), timeout=60, message=kind)
+        yield Site(port, static, server)
     finally:
         server.stop()
 
@@ -187,3 +200,54 @@ def test_bad_paths_are_404_and_never_leak(site: Site, path: str) -> None:
 def test_other_methods_are_405(site: Site) -> None:
     reply = request(site, "POST", "/static/js/app.js")
     assert reply.status == 405
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("coding", "decode"),
+    [
+        ("gzip", gzip.decompress),
+        ("br", brotli.decompress),
+        ("zstd", lambda data: zstandard.ZstdDecompressor().decompress(data)),
+    ],
+)
+def test_each_coding_decodes_to_the_file(site: Site, coding: str, decode) -> None:  # type: ignore[no-untyped-def]
+    url = page_url(site, "css/site.css")  # rewritten: its references versioned
+    identity = request(site, "GET", url).body
+    reply = request(site, "GET", url, Accept_Encoding=f"{coding}, identity;q=0.5")
+    assert reply.headers["Content-Encoding"] == coding
+    assert reply.headers["Vary"] == "Accept-Encoding"
+    assert reply.headers["Cache-Control"] == IMMUTABLE
+    assert decode(reply.body) == identity
+    assert b"?v=" in identity
+    large = request(site, "GET", "/static/js/large.js", Accept_Encoding=coding)
+    assert large.status == 200  # compressed once ready, off the request path
+    body = decode(large.body) if "Content-Encoding" in large.headers else large.body
+    assert body == LARGE_SCRIPT
+
+
+@pytest.mark.subprocess
+def test_a_large_file_streams_whole_and_in_ranges(site: Site) -> None:
+    whole = request(site, "GET", "/static/js/large.js")
+    assert whole.status == 200
+    assert whole.body == LARGE_SCRIPT
+    assert whole.headers["Content-Length"] == str(len(LARGE_SCRIPT))
+    part = request(site, "GET", "/static/js/large.js", Range="bytes=1000-1999")
+    assert part.status == 206
+    assert part.body == LARGE_SCRIPT[1000:2000]
+    assert part.headers["Content-Range"] == f"bytes 1000-1999/{len(LARGE_SCRIPT)}"
+    tail = request(site, "GET", "/static/js/large.js", Range="bytes=-10")
+    assert tail.body == LARGE_SCRIPT[-10:]
+    beyond = request(site, "GET", "/static/js/large.js", Range="bytes=99999999-")
+    assert beyond.status == 416
+    assert beyond.headers["Content-Range"] == f"bytes */{len(LARGE_SCRIPT)}"
+    # Nothing warned of a synchronous iterator under ASGI.
+    assert "synchronous iterators" not in site.server.output()
+
+
+@pytest.mark.subprocess
+def test_static_responses_carry_the_security_headers(site: Site) -> None:
+    reply = request(site, "GET", page_url(site, "js/app.js"))
+    assert reply.headers["X-Content-Type-Options"] == "nosniff"
+    assert reply.headers["Referrer-Policy"] == "same-origin"
+    assert reply.headers["Cross-Origin-Opener-Policy"] == "same-origin"
