@@ -447,3 +447,29 @@ def test_a_generation_seen_replaced_is_never_adopted_again(
         assert storage.url("a.css") == f"/static/a.css?v={sha(b'new')}"
         assert storage.hash_cache.state.generation not in (None, old_generation)
     assert "was replaced before" in caplog.text
+
+
+@pytest.mark.redis
+def test_a_watcher_rotates_once_the_cache_answers_again(
+    static_tree: StaticTree, redis_cache: RedisServer
+) -> None:
+    """Whatever changed while Redis was away, or whatever a restarted Redis
+    brings back, a new generation is started as soon as it answers."""
+    storage = FreshStaticFilesStorage()
+    storage.hash_cache.verify()  # healthy: nothing to do
+    first = storage.hash_cache.refresh().generation
+    storage.hash_cache.verify()
+    assert storage.hash_cache.refresh().generation == first
+    redis_cache.stop()
+    storage.hash_cache.verify()  # fails: noted
+    redis_cache.start()  # empty: its generation is gone
+    wait_for(
+        lambda: (
+            storage.hash_cache.verify()
+            or storage.hash_cache.history.last not in (None, first)
+        ),
+        timeout=30,
+        message="a new generation once Redis answers",
+    )
+    freshcache.expire_all()
+    assert storage.hash_cache.refresh().generation not in (None, first)

@@ -213,6 +213,8 @@ class HashCache:
         self.state = State(None, 0.0)
         self._lock = threading.Lock()  # held for no I/O
         self._refreshing = threading.Lock()  # one reader of the generation
+        # Whether verify() found the cache failing: rotate once it answers.
+        self._lost = False
         # Counts expire()/recheck() calls: a generation read that started
         # before one of them must not be trusted for a whole TTL.
         self._invalidations = 0
@@ -318,6 +320,33 @@ class HashCache:
         self.history.saw(generation)
         self._announce(generation)
         return True
+
+    def verify(self) -> None:
+        """
+        For a watcher: read the shared generation, and start a new one when
+        the cache answers again after failing, comes back empty, or holds a
+        generation seen replaced (restored from an older snapshot): what it
+        holds may predate changes made meanwhile.
+        """
+        if not self.is_shared():
+            return
+        # Refused only while the cache is known to fail: never for being busy.
+        ok, generation = self._call_always(
+            lambda backend: backend.get(self.generation_key)
+        )
+        if not ok:
+            self._lost = True
+            return
+        if (
+            self._lost
+            or not isinstance(generation, str)
+            or self.history.was_replaced(generation)
+        ):
+            if self.rotate():
+                self._lost = False
+                _recheck_matching(self.alias, self.prefix)
+            return
+        self.history.saw(generation)
 
     def _replace_returned(self, generation: str) -> str | None:
         """
@@ -501,6 +530,16 @@ def _recheck_matching(alias: str, prefix: str) -> None:
     for hash_cache in _live_instances():
         if hash_cache.alias == alias and hash_cache.prefix == prefix:
             hash_cache.recheck()
+
+
+def verify_all() -> None:
+    """verify() every cache this process uses, once per alias and prefix."""
+    seen: set[tuple[str, str]] = set()
+    for hash_cache in _live_instances():
+        key = (hash_cache.alias, hash_cache.prefix)
+        if key not in seen:
+            seen.add(key)
+            hash_cache.verify()
 
 
 def expire_all() -> None:

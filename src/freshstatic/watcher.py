@@ -331,6 +331,7 @@ class Watcher:
                     self._deliver_unless_stopping(None)
                 if self._rotation_pending:
                     self._retry_rotation()
+                _verify_caches()
             except Exception:
                 logger.exception("The static file watcher failed; restarting it.")
 
@@ -522,6 +523,13 @@ def _invalidate(names: tuple[str, ...] | None) -> bool:
     import freshstatic
 
     return freshstatic.invalidate(names)
+
+
+def _verify_caches() -> None:
+    """Rotate after the shared cache comes back (empty, or from a snapshot)."""
+    from freshstatic.cache import verify_all
+
+    verify_all()
 
 
 def _rotate() -> bool:
