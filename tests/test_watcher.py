@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 import queue
+import re
 import shutil
 import sys
 import textwrap
@@ -826,3 +827,37 @@ def test_management_command() -> None:
     assert management_command(["django-admin", "runserver"]) == "runserver"
     assert management_command(["manage.py"]) == "help"
     assert management_command(["uwsgi"]) is None
+
+
+INOTIFY_READ_EVENTS = {"IN_ACCESS": 0x1, "IN_CLOSE_NOWRITE": 0x10, "IN_OPEN": 0x20}
+
+
+def inotify_masks() -> list[int]:
+    """The event mask of every inotify watch this process holds (the kernel's
+    own account, from /proc/self/fdinfo)."""
+    masks = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        masks += [int(mask, 16) for mask in re.findall(r"\bmask:([0-9a-f]+)", info)]
+    return masks
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
+def test_the_kernel_is_asked_for_content_changes_only(
+    static_tree: StaticTree, watcher: Watcher, batches: Batches
+) -> None:
+    """Serving a file opens and reads it: that must not wake the watcher."""
+    static_tree.write("css/sub/site.css", b"a")
+    wait_for(lambda: inotify_masks(), message="inotify watches")
+    masks = inotify_masks()
+    for name, bit in INOTIFY_READ_EVENTS.items():
+        assert not any(mask & bit for mask in masks), name
+    # Content changes are still asked for, and seen.
+    assert all(mask & 0x2 for mask in masks)  # IN_MODIFY
+    static_tree.write("css/sub/site.css", b"b")
+    assert "css/sub/site.css" in reported(batches.until("css/sub/site.css"))

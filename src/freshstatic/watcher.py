@@ -23,7 +23,18 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
@@ -50,6 +61,19 @@ IGNORED_PATTERNS = (
     ".goutputstream-*",
     ".DS_Store",
 )
+# The only events asked of the kernel: content changes. Every read of a
+# static file (each request the server answers) would otherwise wake the
+# watcher twice (opened, closed without writing).
+CONTENT_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileClosedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
 # Reads (our own hashing opens files), attribute changes and a folder's
 # "modified" (its children report for themselves) change no content.
 IGNORED_EVENT_TYPES = frozenset({"opened", "closed_no_write", "attrib"})
@@ -275,7 +299,9 @@ class Watcher:
             ):
                 continue
             try:
-                watch = observer.schedule(self._handler, target, recursive=True)
+                watch = observer.schedule(
+                    self._handler, target, recursive=True, event_filter=CONTENT_EVENTS
+                )
             except (FileNotFoundError, NotADirectoryError):
                 continue  # gone again; scheduled when it is back
             except OSError as exc:
