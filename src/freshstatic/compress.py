@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import importlib
 from collections.abc import Callable, Iterable
-from functools import cache
+from functools import cache, lru_cache
 from types import ModuleType
 
 # Codings in the order they are preferred when a client takes several
@@ -117,6 +117,18 @@ def negotiate(accept_encoding: str, offered: Iterable[str]) -> str | None:
     ties go to the order of ``offered``. ``*`` stands for any coding not
     named; ``q=0`` refuses one.
     """
+    if len(accept_encoding) > MAX_ACCEPT_ENCODING_CACHED:
+        return _negotiate(accept_encoding, tuple(offered))
+    return _negotiate_cached(accept_encoding, tuple(offered))
+
+
+# Accept-Encoding values are few in practice: each is parsed once. Longer
+# ones (never sent by a browser) are parsed every time, so that what is kept
+# stays small whatever clients send.
+MAX_ACCEPT_ENCODING_CACHED = 256
+
+
+def _negotiate(accept_encoding: str, offered: tuple[str, ...]) -> str | None:
     weights: dict[str, float] = {}
     for part in accept_encoding.split(","):
         name, _, params = part.strip().partition(";")
@@ -141,3 +153,6 @@ def negotiate(accept_encoding: str, offered: Iterable[str]) -> str | None:
         if quality > best_quality:
             best, best_quality = offer, quality
     return best
+
+
+_negotiate_cached = lru_cache(maxsize=128)(_negotiate)

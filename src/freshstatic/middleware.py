@@ -19,6 +19,7 @@ caching headers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import mimetypes
 import os
@@ -44,7 +45,7 @@ from django.utils.http import (
     quote_etag,
 )
 
-from freshstatic import compress, locations
+from freshstatic import compress, live, locations
 from freshstatic.conf import conf
 from freshstatic.log import warn_once
 from freshstatic.served import Served
@@ -76,6 +77,8 @@ class FreshStaticMiddleware:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
+        if live.handles(request):  # live: the live page's event stream and URLs
+            return live.events(request, asynchronous=self.is_async)
         if self.is_async:
             return self.__acall__(request)
         get_response = cast(
@@ -83,7 +86,7 @@ class FreshStaticMiddleware:
         )
         route = self.route(request)
         if route is None:
-            return get_response(request)
+            return live.inject(request, get_response(request))  # live: the script
         if isinstance(route, HttpResponseBase):
             return route
         storage, name = route
@@ -328,7 +331,16 @@ def static_prefix() -> str | None:
 
 
 def _content_type(path: str) -> str:
-    content_type, encoding = mimetypes.guess_type(path)
+    # The type depends on the last suffix only (".gz" included): remembered
+    # per suffix, of which a request can make only so many.
+    dot = path.rfind(".")
+    suffix = path[dot:].lower() if dot > path.rfind("/") else ""
+    return _content_type_of_suffix(suffix[:16])
+
+
+@functools.lru_cache(maxsize=256)
+def _content_type_of_suffix(suffix: str) -> str:
+    content_type, encoding = mimetypes.guess_type(f"file{suffix}")
     if encoding == "gzip":
         return "application/gzip"
     if content_type is None:
