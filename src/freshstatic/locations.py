@@ -161,7 +161,12 @@ def open_within(path: str, roots: Iterable[str]) -> IO[bytes]:
             raise OutsideRoots(real)
         if not stat.S_ISREG(os.fstat(handle).st_mode):
             raise NotAFile(errno.EISDIR, "not a regular file")  # never opened
-        return open_regular(f"/proc/self/fd/{handle}")
+        # The very file just checked (the descriptor, not the path, is
+        # opened again): no need to check it is regular a second time.
+        descriptor = os.open(
+            f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+        )
+        return os.fdopen(descriptor, "rb")
     finally:
         os.close(handle)
 
@@ -187,8 +192,17 @@ def ignore_patterns() -> list[str]:
 
 def all_names(storage: Storage) -> Iterator[str]:
     """Every static name: the storage's own files, then the finders' files."""
+    return iter(all_files(storage))
+
+
+def all_files(storage: Storage) -> dict[str, str | None]:
+    """
+    Every static name and the local file it resolves to (None when the
+    storage holds it remotely): the storage's own files, then the finders'
+    first matches, in the order the finders search.
+    """
     patterns = ignore_patterns()
-    seen: set[str] = set()
+    files: dict[str, str | None] = {}
     own: Iterable[str] = ()
     location = storage_location(storage)
     # A remote storage has no local folder: ask it for its listing.
@@ -199,14 +213,20 @@ def all_names(storage: Storage) -> Iterator[str]:
             own = ()
     for path in own:
         name = path.replace(os.sep, "/")
-        if name not in seen:
-            seen.add(name)
-            yield name
+        if name not in files:
+            files[name] = _local_path(storage, path)
     for finder in get_finders():
         for path, finder_storage in finder.list(patterns):
             prefix = getattr(finder_storage, "prefix", None)
             name = posixpath.join(prefix, path) if prefix else path
             name = name.replace(os.sep, "/")
-            if name not in seen:
-                seen.add(name)
-                yield name
+            if name not in files:
+                files[name] = _local_path(finder_storage, path)
+    return files
+
+
+def _local_path(storage: Storage, name: str) -> str | None:
+    try:
+        return str(storage.path(name))
+    except (NotImplementedError, ValueError, ImproperlyConfigured):
+        return None

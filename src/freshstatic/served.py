@@ -359,16 +359,23 @@ class ServedFiles:
     # -- digests, for URLs -----------------------------------------------------------
 
     def version(
-        self, name: str, epoch: str | None, shared: SharedDigests | None = None
+        self,
+        name: str,
+        epoch: str | None,
+        shared: SharedDigests | None = None,
+        *,
+        path: str | None = None,
     ) -> Version | None:
         """
         The current version of clean ``name``, or None if nothing is served
         for it. Never raises: a file that cannot be read is logged once.
+        ``path``: the local file ``name`` resolves to, when already known
+        (from a listing of the static folders); it is still confined.
         """
         if self.is_ignored(name):
             return None
         try:
-            source = self.source(name)
+            source = ("local", path) if path is not None else self.source(name)
             if source is None:
                 return None
             kind, location = source
@@ -469,6 +476,8 @@ class ServedFiles:
                 shared.set(shared_key, version.digest, version.files())
             return version
 
+        if not rewritten and info.st_size <= IN_MEMORY_MAX_BYTES:
+            return build()  # cheaper than making sure it is built once
         return _once(key, kept, build)
 
     def _rewrites(self, name: str, size: int) -> bool:

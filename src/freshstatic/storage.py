@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -148,14 +148,18 @@ class FreshStaticMixin(_Base):
         *,
         workers: int | None = None,
         progress: Callable[[int], None] | None = None,
+        paths: Mapping[str, str | None] | None = None,
     ) -> dict[str, str | None]:
         """
         Like ``hash_names()``, and return each name's URL (None for a name
         with no file).
         """
+        digests = self.hash_names(
+            names, workers=workers, progress=progress, paths=paths
+        )
         return {
             name: self._hashed_url(name, digest) if digest else None
-            for name, digest in self._hash_names(names, workers, progress).items()
+            for name, digest in digests.items()
         }
 
     def hash_names(
@@ -164,21 +168,17 @@ class FreshStaticMixin(_Base):
         *,
         workers: int | None = None,
         progress: Callable[[int], None] | None = None,
+        paths: Mapping[str, str | None] | None = None,
     ) -> dict[str, str | None]:
         """
         Hash many files at once, in ``workers`` threads (one per core by
         default), and store the hashes in the cache; return each name's full
         hex digest, or None for a name with no file. ``progress(n)`` is called
-        as files are done.
+        as files are done. ``paths``: the local file of some names, already
+        known from a listing (``locations.all_files()``), so that they are
+        not resolved again.
         """
-        return self._hash_names(names, workers, progress)
-
-    def _hash_names(
-        self,
-        names: Iterable[str],
-        workers: int | None,
-        progress: Callable[[int], None] | None,
-    ) -> dict[str, str | None]:
+        known = paths or {}
         state = self.hash_cache.refresh()
         wanted = list(dict.fromkeys(names))
         clean = {name: locations.clean_name(name) for name in wanted}
@@ -196,7 +196,9 @@ class FreshStaticMixin(_Base):
         def hash_chunk(chunk: list[str]) -> list[tuple[str, Version | None]]:
             results = []
             for name in chunk:
-                version = files.version(str(clean[name]), state.generation)
+                version = files.version(
+                    str(clean[name]), state.generation, path=known.get(name)
+                )
                 results.append((name, version))
                 if progress is not None:
                     with progress_lock:

@@ -75,8 +75,10 @@ class Command(BaseCommand):
                 self.stdout.write(
                     "Rotated the hash generation: every hash is recomputed on next use."
                 )
+        listed: dict[str, str | None] = {}
         if options["all"] or (options["json"] and not names):
-            names = [*names, *locations.all_names(storage)]
+            listed = locations.all_files(storage)
+            names = [*names, *listed]
         elif not names:
             if options["rotate"]:
                 return
@@ -90,10 +92,12 @@ class Command(BaseCommand):
         if options["all"] and not options["json"]:
             # A warm-up: the hashes go to the cache, no URL is printed.
             urls = storage.hash_names(
-                names, workers=options["workers"], progress=progress
+                names, workers=options["workers"], progress=progress, paths=listed
             )
         else:
-            urls = storage.urls(names, workers=options["workers"], progress=progress)
+            urls = storage.urls(
+                names, workers=options["workers"], progress=progress, paths=listed
+            )
         elapsed = time.perf_counter() - started
         missing = [name for name, url in urls.items() if url is None]
         for name in missing:
