@@ -469,16 +469,19 @@ class ServedFiles:
                 version = Version(
                     name, path, identity, hash_stream(stream, self.algorithm)
                 )
-            if locations.file_identity(os.fstat(stream.fileno())) != identity:
-                return version  # changed while read: use it, keep nothing
-            _versions.put(key, version)
-            if shared is not None:
-                shared.set(shared_key, version.digest, version.files())
+            if locations.file_identity(os.fstat(stream.fileno())) == identity:
+                _versions.put(key, version)  # else changed while read: keep none
             return version
 
         if not rewritten and info.st_size <= IN_MEMORY_MAX_BYTES:
-            return build()  # cheaper than making sure it is built once
-        return _once(key, kept, build)
+            version = build()  # cheaper than making sure it is built once
+        else:
+            version = _once(key, kept, build)
+        # Shared outside the build others may wait on (no network call
+        # there), and only if kept: not if the file changed while read.
+        if shared is not None and _versions.get(key) is version:
+            shared.set(shared_key, version.digest, version.files())
+        return version
 
     def _rewrites(self, name: str, size: int) -> bool:
         if not self.rewrites(name):
