@@ -279,7 +279,7 @@ class Watcher:
                 [*desired, *((prefix, targets[folder]) for prefix, folder in desired)]
             )
         )
-        alive = {emitter.watch for emitter in observer.emitters if emitter.is_alive()}
+        alive = {emitter.watch for emitter in observer.emitters if _running(emitter)}
         missed = False
         for target, watched in list(self._watched.items()):
             identity = identities.get(target)
@@ -363,7 +363,7 @@ class Watcher:
 
     def _check_observer(self) -> bool:
         observer = self._observer
-        if observer is not None and observer.is_alive():
+        if observer is not None and _running(observer):
             try:
                 return self._reconcile(observer, report=True)
             except OSError as exc:  # a new root over the inotify limits
@@ -518,6 +518,20 @@ def _start_daemon(target: Callable[[], None], name: str) -> threading.Thread:
 def _run_once_running(running: threading.Event, target: Callable[[], None]) -> None:
     running.set()
     target()
+
+
+def _running(thread: threading.Thread) -> bool:
+    """Whether a watchdog thread runs, with the inotify reader it relies on."""
+    if not thread.is_alive():
+        return False
+    # The reader is the observer's (watchdog 7) or each emitter's (earlier
+    # versions). Like any thread it can die starting up (see _start_daemon),
+    # and then no event ever comes.
+    for name in ("_inotify_fd", "_inotify"):
+        reader = getattr(thread, name, None)
+        if isinstance(reader, threading.Thread) and not reader.is_alive():
+            return False
+    return True
 
 
 def _identity(folder: str) -> tuple[int, int] | None:
