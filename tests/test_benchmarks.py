@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, subprocess_env
+from tests.utils import ROOT, subprocess_env
 
 FIGURES = [
     "cold: hash every file (`hashstatic --all`)",

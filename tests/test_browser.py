@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
+from tests.utils import (
     EXAMPLE,
     ServerProcess,
     copy_example_static,

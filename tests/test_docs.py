@@ -8,7 +8,7 @@ import re
 import pytest
 
 from freshstatic.conf import DEFAULTS, STORAGE_DEFAULTS
-from tests.conftest import ROOT
+from tests.utils import ROOT
 
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 ENTRY = re.compile(

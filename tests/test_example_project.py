@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
+from tests.utils import (
     EXAMPLE,
     ServerProcess,
     copy_example_static,

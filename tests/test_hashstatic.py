@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from freshstatic.storage import FreshStaticFilesStorage
-from tests.conftest import APP_CSS_BYTES, RedisServer, StaticTree, sha
+from tests.utils import APP_CSS_BYTES, RedisServer, StaticTree, sha
 
 
 def run(*args: str, tty: bool = False) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from django.core.files.storage import storages
 from django.test import override_settings
 
 from freshstatic import locations
-from tests.conftest import ROOT, StaticTree
+from tests.utils import ROOT, StaticTree
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from freshstatic import locations
 from freshstatic.signals import static_changed
 from freshstatic.storage import FreshStaticFilesStorage
 from freshstatic.watcher import Watcher
-from tests.conftest import StaticTree, sha, wait_for
+from tests.utils import StaticTree, sha, wait_for
 
 MIDDLEWARE = ["freshstatic.middleware.FreshStaticMiddleware"]
 IMMUTABLE = "public, max-age=31536000, immutable"

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from freshstatic import locations
 from freshstatic.storage import FreshStaticFilesStorage
 from freshstatic.watcher import Watcher
-from tests.conftest import (
+from tests.utils import (
     EXAMPLE,
     ROOT,
     RedisServer,

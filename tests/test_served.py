@@ -13,7 +13,7 @@ from django.test import Client, override_settings
 from freshstatic import css, log, served
 from freshstatic.served import Version, VersionCache
 from freshstatic.storage import FreshStaticFilesStorage
-from tests.conftest import StaticTree, sha, wait_for
+from tests.utils import StaticTree, sha, wait_for
 
 SERVING = override_settings(MIDDLEWARE=["freshstatic.middleware.FreshStaticMiddleware"])
 

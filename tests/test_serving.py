@@ -18,7 +18,7 @@ import brotli
 import pytest
 import zstandard
 
-from tests.conftest import (
+from tests.utils import (
     EXAMPLE,
     ServerProcess,
     copy_example_static,

@@ -16,7 +16,7 @@ from django.test import override_settings
 
 import freshstatic
 from freshstatic.storage import FreshStaticFilesStorage, FreshStaticMixin
-from tests.conftest import StaticTree, run_python, sha
+from tests.utils import StaticTree, run_python, sha
 
 APP_CSS = Path(__file__).parent / "testapp" / "static" / "testapp" / "css" / "app.css"
 

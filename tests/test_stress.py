@@ -28,7 +28,7 @@ import pytest
 from freshstatic.signals import static_changed
 from freshstatic.storage import FreshStaticFilesStorage
 from freshstatic.watcher import Watcher
-from tests.conftest import ROOT, RedisServer, StaticTree, sha, subprocess_env, wait_for
+from tests.utils import ROOT, RedisServer, StaticTree, sha, subprocess_env, wait_for
 
 INTERLEAVINGS = int(os.environ.get("FRESHSTATIC_STRESS", "200"))
 NAMES = [f"stress/{index}.css" for index in range(5)]

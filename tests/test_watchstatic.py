@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.conftest import (
+from tests.utils import (
     EXAMPLE,
     ROOT,
     RedisServer,

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.conftest import (
+from tests.utils import (
     EXAMPLE,
     RedisServer,
     ServerProcess,
