@@ -730,6 +730,7 @@ def test_async_requests_are_served_with_an_asynchronous_stream(
 
 # -- versions in file names ----------------------------------------------------------
 
+
 class FilenameStorage(FreshStaticFilesStorage):
     """version_in="filename" without OPTIONS (which Django 4.2 drops under
     override_settings)."""
