@@ -23,7 +23,9 @@ INSTALLED_APPS = [
     "example",
 ]
 
-# Serves static files with safe cache headers, stylesheet references busted.
+# Serves static files with safe cache headers, stylesheet references busted;
+# with DEBUG on, also the live page (FRESHSTATIC["LIVE"] = "auto"): open pages
+# follow edits to static files by themselves.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "freshstatic.middleware.FreshStaticMiddleware",

@@ -115,6 +115,7 @@ def check_storage(
     if installed:
         messages.extend(_creation_messages(backend, options))
     messages.extend(_serving_messages())
+    messages.extend(_live_messages())
     messages.extend(
         Error(
             error,
@@ -305,6 +306,21 @@ def _serving_messages() -> list[CheckMessage]:
             "INSTALLED_APPS.",
             id="freshstatic.W005",
         ),
+    ]
+
+
+def _live_messages() -> list[CheckMessage]:
+    if setting_errors() or conf.LIVE is not True or settings.DEBUG:
+        return []
+    return [
+        Warning(
+            "FRESHSTATIC['LIVE'] is True while DEBUG is False: every HTML page "
+            "gets the live page's script, and the server keeps an event stream "
+            "open for each page.",
+            hint="The live page is for development: leave FRESHSTATIC['LIVE'] "
+            "at 'auto' (on when DEBUG is) or set it to False in production.",
+            id="freshstatic.W009",
+        )
     ]
 
 

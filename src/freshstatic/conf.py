@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "COMPRESSION": ["zstd", "br", "gzip"],
     # Level of each coding (each version is compressed once).
     "COMPRESSION_LEVELS": {},
+    # The live page: open pages follow static edits (stylesheets and images
+    # swapped in place). "auto" (on when DEBUG), True or False.
+    "LIVE": "auto",
 }
 
 # The accepted range of each setting in seconds. A number outside it is
@@ -235,6 +238,11 @@ def _read_levels(value: object) -> Reading:
     return levels, None
 
 
+def _read_live(value: object) -> Reading:
+    # The same words as WATCH: "auto", True or False.
+    return _read_watch(value)
+
+
 _READERS: dict[str, Callable[[object], Reading]] = {
     "WATCH": _read_watch,
     "DEBOUNCE": _seconds("DEBOUNCE", DEBOUNCE_SECONDS_RANGE),
@@ -244,6 +252,7 @@ _READERS: dict[str, Callable[[object], Reading]] = {
     "SERVE": _boolean("SERVE"),
     "COMPRESSION": _read_compression,
     "COMPRESSION_LEVELS": _read_levels,
+    "LIVE": _read_live,
 }
 
 
@@ -294,6 +303,11 @@ class Settings:
     @property
     def COMPRESSION_LEVELS(self) -> dict[str, int]:
         return cast("dict[str, int]", read_setting("COMPRESSION_LEVELS")[0])
+
+    @property
+    def LIVE(self) -> bool | Literal["auto"]:
+        """Whether pages follow static edits; "auto": when DEBUG is on."""
+        return cast("bool | Literal['auto']", read_setting("LIVE")[0])
 
 
 conf = Settings()
