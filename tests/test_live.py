@@ -39,7 +39,7 @@ import freshstatic
 from freshstatic import broadcast, live
 from freshstatic.conf import conf, setting_errors
 from freshstatic.middleware import FreshStaticMiddleware
-from tests.conftest import (
+from tests.utils import (
     ROOT,
     RedisServer,
     ServerProcess,

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
+from tests.test_browser import CHROMIUM_ARGS
+from tests.utils import (
     ROOT,
     RedisServer,
     ServerProcess,
@@ -25,7 +26,6 @@ from tests.conftest import (
     subprocess_env,
     wait_for,
 )
-from tests.test_browser import CHROMIUM_ARGS
 from tests.utils_production import gunicorn, watchstatic
 
 pytestmark = [pytest.mark.browser, pytest.mark.subprocess]
