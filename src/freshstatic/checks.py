@@ -116,6 +116,7 @@ def check_storage(
         messages.extend(_creation_messages(backend, options))
     messages.extend(_serving_messages())
     messages.extend(_live_messages())
+    messages.extend(_versions_messages())
     messages.extend(
         Error(
             error,
@@ -322,6 +323,54 @@ def _live_messages() -> list[CheckMessage]:
             id="freshstatic.W009",
         )
     ]
+
+
+def _versions_messages() -> list[CheckMessage]:
+    """The version store: a folder that cannot be written, or no size bound."""
+    import shutil
+
+    from freshstatic.versions import configured_store
+
+    if setting_errors():
+        return []
+    store = configured_store()
+    if store is None:
+        return []
+    problem = store.check_writable()
+    if problem is not None:
+        return [
+            Error(
+                f"The version store FRESHSTATIC['VERSIONS'] ({store.path!r}) cannot "
+                f"be written ({problem}): old versions are not kept and updates "
+                "are not sent as deltas.",
+                hint="Point 'PATH' at a folder the server processes can create "
+                "and write, or remove FRESHSTATIC['VERSIONS'].",
+                id="freshstatic.E008",
+            )
+        ]
+    if store.max_bytes is None:
+        return [
+            Warning(
+                f"The version store FRESHSTATIC['VERSIONS'] ({store.path!r}) has no "
+                "size bound (MAX_BYTES is None): it grows with every version "
+                "served until the disk is full.",
+                hint="Set 'MAX_BYTES' (default 512 MiB).",
+                id="freshstatic.W010",
+            )
+        ]
+    free = shutil.disk_usage(store.path).free + store.usage().bytes
+    if store.max_bytes > free:
+        return [
+            Warning(
+                f"The version store FRESHSTATIC['VERSIONS'] ({store.path!r}) may "
+                f"take {store.max_bytes} bytes (MAX_BYTES), more than its disk "
+                f"has free ({free} bytes): it can fill the disk before its bound "
+                "stops it.",
+                hint="Lower 'MAX_BYTES', or move 'PATH' to a larger disk.",
+                id="freshstatic.W010",
+            )
+        ]
+    return []
 
 
 def watchstatic_messages(alias: str, shared: bool) -> list[CheckMessage]:

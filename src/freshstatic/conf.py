@@ -17,7 +17,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
+import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from django.conf import settings
@@ -44,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     # The live page: open pages follow static edits (stylesheets and images
     # swapped in place). "auto" (on when DEBUG), True or False.
     "LIVE": "auto",
+    # The version store: a folder keeping the bytes of every version served,
+    # so that old URLs keep working and updates travel as deltas. None: off.
+    "VERSIONS": None,
 }
 
 # The accepted range of each setting in seconds. A number outside it is
@@ -54,6 +59,13 @@ POLL_SECONDS_RANGE = (0.05, 60.0)
 GENERATION_TTL_SECONDS_RANGE = (0.0, 300.0)
 # POLL = True
 POLL_DEFAULT_SECONDS = 1.0
+# The version store's bounds (FRESHSTATIC["VERSIONS"]): what it keeps when
+# they are left out, and the accepted range of each (clamped to it).
+VERSIONS_MAX_BYTES_DEFAULT = 512 * 1024 * 1024
+VERSIONS_MAX_BYTES_RANGE = (1024 * 1024, 1024**4)
+VERSIONS_MAX_AGE_DEFAULT_SECONDS = 90 * 24 * 60 * 60.0
+VERSIONS_MAX_AGE_SECONDS_RANGE = (60.0, 10 * 365 * 24 * 60 * 60.0)
+VERSIONS_KEYS = ("PATH", "MAX_BYTES", "MAX_AGE", "ENABLED", "DELTAS")
 
 # How a boolean is written in settings, including ones read from environment
 # variables ("false" must not be truthy). Compared case-insensitively.
@@ -243,6 +255,103 @@ def _read_live(value: object) -> Reading:
     return _read_watch(value)
 
 
+@dataclass(frozen=True)
+class VersionsSetting:
+    """``FRESHSTATIC["VERSIONS"]``, read."""
+
+    path: str
+    # None: no bound of that kind (check freshstatic.W010 warns of no size bound).
+    max_bytes: int | None = VERSIONS_MAX_BYTES_DEFAULT
+    max_age_seconds: float | None = VERSIONS_MAX_AGE_DEFAULT_SECONDS
+    # "auto": when DEBUG is off.
+    enabled: bool | Literal["auto"] = "auto"
+    # "auto": when STATIC_URL has no host (a CDN may not vary its cache on
+    # Available-Dictionary).
+    deltas: bool | Literal["auto"] = "auto"
+
+
+def _read_versions_path(value: object) -> tuple[str | None, str | None]:
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if isinstance(path, str) and path and os.path.isabs(path) and "\0" not in path:
+            return os.path.normpath(path), None
+    return None, f"needs an absolute folder path, not {value!r}; the store is off"
+
+
+def _read_versions_bound(
+    key: str, value: object, default: float, bounds: tuple[float, float], unit: str
+) -> tuple[float | None, str | None]:
+    if value is None:
+        return None, None
+    amount = parse_seconds(value)  # any number, or a string of one
+    low, high = bounds
+    expected = f"None or a number of {unit} from {low:.0f} to {high:.0f}"
+    if amount is None:
+        return (
+            default,
+            f"[{key!r}] must be {expected}, not {value!r}; {default:.0f} is used",
+        )
+    if low <= amount <= high:
+        return amount, None
+    clamped = min(max(amount, low), high)
+    return (
+        clamped,
+        f"[{key!r}] must be {expected}, not {value!r}; {clamped:.0f} is used",
+    )
+
+
+def _read_versions(value: object) -> Reading:
+    """The version store's folder and bounds, or None when it is off."""
+    if value is None or value is False:
+        return None, None
+    if not isinstance(value, dict):
+        path, problem = _read_versions_path(value)
+        return (None if path is None else VersionsSetting(path)), problem
+    problems = []
+    for key in value:
+        if key not in VERSIONS_KEYS:
+            match = did_you_mean(str(key), VERSIONS_KEYS)
+            suggestion = f" (did you mean {match!r}?)" if match else ""
+            problems.append(f"has an unknown key {key!r}{suggestion}")
+    path, problem = _read_versions_path(value.get("PATH"))
+    if problem is not None:
+        problems.append(f"['PATH'] {problem}")
+    max_bytes, problem = _read_versions_bound(
+        "MAX_BYTES",
+        value.get("MAX_BYTES", VERSIONS_MAX_BYTES_DEFAULT),
+        VERSIONS_MAX_BYTES_DEFAULT,
+        VERSIONS_MAX_BYTES_RANGE,
+        "bytes",
+    )
+    if problem is not None:
+        problems.append(problem)
+    max_age, problem = _read_versions_bound(
+        "MAX_AGE",
+        value.get("MAX_AGE", VERSIONS_MAX_AGE_DEFAULT_SECONDS),
+        VERSIONS_MAX_AGE_DEFAULT_SECONDS,
+        VERSIONS_MAX_AGE_SECONDS_RANGE,
+        "seconds",
+    )
+    if problem is not None:
+        problems.append(problem)
+    switches: dict[str, bool | Literal["auto"]] = {}
+    for key in ("ENABLED", "DELTAS"):
+        switch, problem = _read_watch(value.get(key, "auto"))
+        switches[key] = switch
+        if problem is not None:
+            problems.append(f"[{key!r}] {problem}")
+    setting = None
+    if path is not None:
+        setting = VersionsSetting(
+            path,
+            None if max_bytes is None else int(max_bytes),
+            max_age,
+            switches["ENABLED"],
+            switches["DELTAS"],
+        )
+    return setting, ("; ".join(problems) + ".") if problems else None
+
+
 _READERS: dict[str, Callable[[object], Reading]] = {
     "WATCH": _read_watch,
     "DEBOUNCE": _seconds("DEBOUNCE", DEBOUNCE_SECONDS_RANGE),
@@ -253,6 +362,7 @@ _READERS: dict[str, Callable[[object], Reading]] = {
     "COMPRESSION": _read_compression,
     "COMPRESSION_LEVELS": _read_levels,
     "LIVE": _read_live,
+    "VERSIONS": _read_versions,
 }
 
 
@@ -308,6 +418,11 @@ class Settings:
     def LIVE(self) -> bool | Literal["auto"]:
         """Whether pages follow static edits; "auto": when DEBUG is on."""
         return cast("bool | Literal['auto']", read_setting("LIVE")[0])
+
+    @property
+    def VERSIONS(self) -> VersionsSetting | None:
+        """The version store's folder and bounds, or None when it is off."""
+        return cast("VersionsSetting | None", read_setting("VERSIONS")[0])
 
 
 conf = Settings()

@@ -46,6 +46,13 @@ class Command(BaseCommand):
             "file when no NAME is given).",
         )
         parser.add_argument(
+            "--prune-versions",
+            action="store_true",
+            help="Prune the version store (FRESHSTATIC['VERSIONS']) to its "
+            "bounds: versions unused for MAX_AGE, then the least recently used "
+            "beyond MAX_BYTES.",
+        )
+        parser.add_argument(
             "--workers",
             type=int,
             default=None,
@@ -53,6 +60,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["prune_versions"]:
+            self._prune_versions()
+            if not (options["names"] or options["all"] or options["rotate"]):
+                return
         storage = fresh_storage()
         names: list[str] = options["names"]
         # With --json the output is the point, not the warm-up.
@@ -120,6 +131,21 @@ class Command(BaseCommand):
                 f"{len(missing)} of {len(urls)} name{pluralize(len(urls))} could "
                 "not be found."
             )
+
+    def _prune_versions(self) -> None:
+        from freshstatic.versions import configured_store
+
+        store = configured_store()
+        if store is None:
+            raise CommandError(
+                "FRESHSTATIC['VERSIONS'] names no version store to prune."
+            )
+        pruned = store.prune()
+        self.stdout.write(
+            f"Pruned the version store {store.path}: removed {pruned.removed} "
+            f"file{pluralize(pruned.removed)} ({pruned.removed_bytes} bytes), kept "
+            f"{pruned.kept} file{pluralize(pruned.kept)} ({pruned.kept_bytes} bytes)."
+        )
 
     def _progress(self, total: int) -> Any:
         """A progress bar on a terminal; plain output stays free of it."""
