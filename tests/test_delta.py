@@ -32,7 +32,7 @@ def script(size: int = 500_000, seed: int = 1) -> bytes:
     """A JavaScript module of about ``size`` bytes, varied like real code."""
     rng = random.Random(seed)
     words = ["const", "let", "return", "function", "value", "item", "index", "=>"]
-    lines = []
+    lines: list[str] = []
     total = 0
     while total < size:
         line = (

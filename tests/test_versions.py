@@ -457,7 +457,7 @@ def test_a_bound_out_of_range_is_clamped() -> None:
 
 
 def check_ids() -> list[str]:
-    return [message.id for message in run_checks(tags=["staticfiles"])]
+    return [str(message.id) for message in run_checks(tags=["staticfiles"])]
 
 
 def test_an_unwritable_store_is_an_error(tmp_path: Path) -> None:
