@@ -23,6 +23,7 @@ a wildcard when the pattern names a path), so ``?v=`` changes stay covered.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import threading
 from collections.abc import Callable
@@ -85,6 +86,7 @@ def window_log(dictionary_size: int) -> int:
     return min(max(allowed.bit_length() - 1, WINDOW_LOG_MIN), WINDOW_LOG_MAX)
 
 
+@functools.cache
 def _zstd_with_dictionary() -> Callable[[bytes, bytes, int, int], bytes] | None:
     """(dictionary, data, level, window log) -> a zstd frame, or None."""
     try:
@@ -167,8 +169,13 @@ def enabled() -> bool:
     if setting is None or versions.store() is None or not available():
         return False
     if setting.deltas == "auto":
-        return not urlsplit(settings.STATIC_URL or "/").netloc
+        return not _has_host(settings.STATIC_URL or "/")
     return bool(setting.deltas)
+
+
+@functools.lru_cache(maxsize=8)
+def _has_host(url: str) -> bool:
+    return bool(urlsplit(url).netloc)
 
 
 def match_pattern(path: str, version: str | None = None) -> str:
