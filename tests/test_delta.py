@@ -15,17 +15,12 @@ import zstandard
 from django.test import Client, RequestFactory, override_settings
 from django.utils.cache import patch_cache_control
 
-from freshstatic import delta, middleware
+from freshstatic import delta
 from freshstatic.delta import DCZ_MAGIC
 from freshstatic.storage import FreshStaticFilesStorage
 from tests.utils import StaticTree
 
 MIDDLEWARE = ["freshstatic.middleware.FreshStaticMiddleware"]
-integrated = pytest.mark.xfail(
-    not hasattr(middleware, "delta"),
-    reason="needs the middleware integration",
-    strict=True,
-)
 
 
 def script(size: int = 500_000, seed: int = 1) -> bytes:
@@ -229,7 +224,6 @@ def visit(tree: StaticTree, name: str, data: bytes) -> str:
     return url
 
 
-@integrated
 def test_a_versioned_response_offers_itself_as_a_dictionary(served: StaticTree) -> None:
     url = visit(served, "js/app.js", script(10_000))
     response = get(url)
@@ -244,7 +238,6 @@ def test_a_versioned_response_offers_itself_as_a_dictionary(served: StaticTree) 
     assert "Use-As-Dictionary" not in get(FreshStaticFilesStorage().url("js/tiny.js"))
 
 
-@integrated
 def test_a_returning_browser_gets_the_new_version_as_a_delta(
     served: StaticTree,
 ) -> None:
@@ -279,7 +272,6 @@ def test_a_returning_browser_gets_the_new_version_as_a_delta(
     assert again.status_code == 304
 
 
-@integrated
 def test_each_delta_is_computed_once(
     served: StaticTree, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -336,7 +328,6 @@ class FilenameStorage(FreshStaticFilesStorage):
         super().__init__(version_in="filename", **options)
 
 
-@integrated
 def test_with_a_version_in_the_file_name(served: StaticTree) -> None:
     old = script(20_000)
     served.write("js/app.js", old)
@@ -361,11 +352,9 @@ def test_with_a_version_in_the_file_name(served: StaticTree) -> None:
 @pytest.mark.parametrize(
     ("setting", "static_url", "on"),
     [
-        pytest.param({}, "/static/", True, marks=integrated),
+        ({}, "/static/", True),
         ({}, "https://cdn.example.com/static/", False),
-        pytest.param(
-            {"DELTAS": True}, "https://cdn.example.com/static/", True, marks=integrated
-        ),
+        ({"DELTAS": True}, "https://cdn.example.com/static/", True),
         ({"DELTAS": False}, "/static/", False),
     ],
 )

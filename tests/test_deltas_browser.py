@@ -18,17 +18,11 @@ from typing import Any
 
 import pytest
 
-from freshstatic import middleware
 from tests.utils import ROOT, ServerProcess, fetch, free_port, subprocess_env, wait_for
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.subprocess,
-    pytest.mark.xfail(
-        not hasattr(middleware, "delta"),
-        reason="needs the middleware integration",
-        strict=True,
-    ),
 ]
 
 CHROMIUM_ARGS = [

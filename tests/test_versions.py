@@ -18,7 +18,7 @@ from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 
-from freshstatic import middleware, versions
+from freshstatic import versions
 from freshstatic.conf import (
     VERSIONS_MAX_AGE_DEFAULT_SECONDS,
     VERSIONS_MAX_BYTES_DEFAULT,
@@ -33,12 +33,6 @@ from tests.utils import ROOT, StaticTree, sha, subprocess_env, wait_for
 MIDDLEWARE = ["freshstatic.middleware.FreshStaticMiddleware"]
 IMMUTABLE = "public, max-age=31536000, immutable"
 DAY_SECONDS = 24 * 60 * 60.0
-# The middleware asks the store for older versions once the integration is in.
-integrated = pytest.mark.xfail(
-    not hasattr(middleware, "versions"),
-    reason="needs the middleware integration",
-    strict=True,
-)
 
 
 def digest_of(data: bytes) -> str:
@@ -520,7 +514,6 @@ def get(path: str, **headers: str) -> Any:
     return Client().get(path, headers=headers)
 
 
-@integrated
 def test_an_older_version_served_once_stays_reachable(served: StaticTree) -> None:
     served.write("js/app.js", b"console.log('one')")
     old_url = FreshStaticFilesStorage().url("js/app.js")
@@ -535,7 +528,6 @@ def test_an_older_version_served_once_stays_reachable(served: StaticTree) -> Non
     assert current["Cache-Control"] == "no-cache"
 
 
-@integrated
 def test_an_older_version_is_compressed_as_usual(served: StaticTree) -> None:
     import zstandard
 
@@ -559,7 +551,6 @@ def test_a_version_never_stored_keeps_todays_behaviour(served: StaticTree) -> No
     assert response["Cache-Control"] == "no-cache"
 
 
-@integrated
 def test_a_deleted_file_still_serves_its_stored_versions(served: StaticTree) -> None:
     path = served.write("js/gone.js", b"console.log('soon gone')")
     url = FreshStaticFilesStorage().url("js/gone.js")

@@ -45,7 +45,7 @@ from django.utils.http import (
     quote_etag,
 )
 
-from freshstatic import compress, live, locations
+from freshstatic import compress, delta, live, locations, versions
 from freshstatic.conf import conf
 from freshstatic.log import warn_once
 from freshstatic.served import Served
@@ -168,6 +168,8 @@ class FreshStaticMiddleware:
                 exc,
             )
             return HttpResponseNotFound()
+        # An older version the store keeps, when v names one.
+        served = versions.older(served, storage.served_files, name, version)
         if served is None:
             return HttpResponseNotFound()
         try:
@@ -188,13 +190,18 @@ class FreshStaticMiddleware:
         compressible = compress.is_compressible(content_type, served.size)
         ranged = "HTTP_RANGE" in request.META
         coding = None
+        # A delta against a version the client has (RFC 9842), else a coding.
+        dcz = delta.negotiate(request, served) if compressible and not ranged else None
         if compressible and not ranged:
             coding = compress.negotiate(
                 request.META.get("HTTP_ACCEPT_ENCODING", ""),
                 compress.available(conf.COMPRESSION),
             )
         level = conf.COMPRESSION_LEVELS.get(coding or "", 0)
-        encoded = None
+        encoded = None if dcz is None else dcz.body
+        coding = coding if dcz is None else dcz.coding
+        # One ETag per version, coding and dictionary.
+        tag = coding if dcz is None else dcz.tag
         if coding is not None and not served.in_memory:
             # Large: sent compressed once it has been, off the request path.
             encoded = storage.served_files.encoded_later(
@@ -206,13 +213,20 @@ class FreshStaticMiddleware:
         # A conditional request is answered before any body is read.
         not_modified = get_conditional_response(
             request,
-            etag=_etag(served.digest, coding),
+            etag=_etag(served.digest, tag),
             last_modified=None if served.mtime is None else int(served.mtime),
         )
         if not_modified is not None:
             served.close()
-            return self.headers_for(
-                version, storage, not_modified, served, coding, compressible
+            return self.advertised(
+                request,
+                storage,
+                version,
+                self.headers_for(
+                    version, storage, not_modified, served, tag, compressible
+                ),
+                served,
+                compressible,
             )
 
         head = request.method == "HEAD"
@@ -221,6 +235,7 @@ class FreshStaticMiddleware:
             body = served.read() if encoded is None else encoded
             if coding is not None and encoded is None:
                 body = storage.served_files.encoded(served, coding, level)
+            versions.keep(storage.served_files, name, served)
             served.close()
             response, length = _in_memory(request, body, served, coding, head)
         else:
@@ -229,8 +244,32 @@ class FreshStaticMiddleware:
         response["Content-Length"] = str(length)
         if coding is not None:
             response["Content-Encoding"] = coding
-        return self.headers_for(
-            version, storage, response, served, coding, compressible
+        return self.advertised(
+            request,
+            storage,
+            version,
+            self.headers_for(version, storage, response, served, tag, compressible),
+            served,
+            compressible,
+        )
+
+    def advertised(
+        self,
+        request: HttpRequest,
+        storage: FreshStaticMixin,
+        version: str | None,
+        response: HttpResponseBase,
+        served: Served,
+        compressible: bool,
+    ) -> HttpResponseBase:
+        """``response`` offered as a dictionary for later versions (RFC 9842)."""
+        return delta.advertise(
+            request,
+            response,
+            compressible=compressible,
+            size=served.size,
+            version=version,
+            version_in=storage.served_files.version_in,
         )
 
     def headers_for(
