@@ -39,6 +39,12 @@ DEFAULTS: dict[str, Any] = {
     # FreshStaticMiddleware serves static files itself (and rewrites the
     # references in stylesheets); False leaves serving to what follows it.
     "SERVE": True,
+    # Bare module specifiers for {% importmap %}: {"lit": "vendor/lit.js"}
+    # (static names; a key ending in "/" maps every module under a folder).
+    "IMPORTMAP": {},
+    # integrity="sha256-..." in the tags: "auto" (when DEBUG is off), True or
+    # False.
+    "INTEGRITY": "auto",
     # Content codings the middleware may send, preferred first; False: none.
     "COMPRESSION": ["zstd", "br", "gzip"],
     # Level of each coding (each version is compressed once).
@@ -202,6 +208,45 @@ def _read_poll(value: object) -> Reading:
         # No interval at all, like 0 (False): native events.
         return None, f"must be {expected}, not {value!r}; native events are used."
     return _clamp(value, seconds, POLL_SECONDS_RANGE, expected)
+
+
+def _read_importmap(value: object) -> Reading:
+    """Bare module specifiers and the static names (or URLs) they map to."""
+    from freshstatic.locations import clean_name
+    from freshstatic.modules import is_bare, is_url
+
+    if not isinstance(value, dict):
+        return {}, (
+            f"must be a dict of bare module specifiers to static names, "
+            f"not {value!r}; none are mapped."
+        )
+    entries: dict[str, str] = {}
+    problems = []
+    for specifier, target in value.items():
+        if not isinstance(specifier, str) or not specifier or not is_bare(specifier):
+            problems.append(f"{specifier!r} is not a bare module specifier")
+        elif not isinstance(target, str) or not target:
+            problems.append(f"{specifier!r} maps to {target!r}, not a static name")
+        elif specifier.endswith("/") != target.endswith("/"):
+            problems.append(
+                f"{specifier!r} and {target!r} must both end in '/' (a folder) "
+                f"or neither"
+            )
+        elif not is_url(target) and clean_name(target.rstrip("/")) is None:
+            problems.append(
+                f"{specifier!r} maps to {target!r}, which is not a static name "
+                f"(such as 'vendor/lit.js') or a URL"
+            )
+        else:
+            entries[specifier] = target
+    if problems:
+        return entries, "; ".join(problems) + " (left out)."
+    return entries, None
+
+
+def _read_integrity(value: object) -> Reading:
+    # The same words as WATCH: "auto", True or False.
+    return _read_watch(value)
 
 
 def _read_compression(value: object) -> Reading:
@@ -374,6 +419,8 @@ _READERS: dict[str, Callable[[object], Reading]] = {
     "GENERATION_TTL": _seconds("GENERATION_TTL", GENERATION_TTL_SECONDS_RANGE),
     "STRICT": _boolean("STRICT"),
     "SERVE": _boolean("SERVE"),
+    "IMPORTMAP": _read_importmap,
+    "INTEGRITY": _read_integrity,
     "COMPRESSION": _read_compression,
     "COMPRESSION_LEVELS": _read_levels,
     "LIVE": _read_live,
@@ -421,6 +468,15 @@ class Settings:
         return cast(bool, read_setting("SERVE")[0])
 
     @property
+    def IMPORTMAP(self) -> dict[str, str]:
+        """Bare module specifiers -> static names (or URLs)."""
+        return cast("dict[str, str]", read_setting("IMPORTMAP")[0])
+
+    @property
+    def INTEGRITY(self) -> bool | Literal["auto"]:
+        return cast("bool | Literal['auto']", read_setting("INTEGRITY")[0])
+
+    @property
     def COMPRESSION(self) -> tuple[str, ...]:
         """The content codings to offer, preferred first."""
         return cast("tuple[str, ...]", read_setting("COMPRESSION")[0])
@@ -449,6 +505,16 @@ MIDDLEWARE_PATH = "freshstatic.middleware.FreshStaticMiddleware"
 def middleware_serves() -> bool:
     """Whether FreshStaticMiddleware is installed and serves static files."""
     return conf.SERVE and MIDDLEWARE_PATH in (settings.MIDDLEWARE or ())
+
+
+def integrity_enabled() -> bool:
+    """
+    Whether tags carry ``integrity``: ``FRESHSTATIC["INTEGRITY"]``, where
+    "auto" means when DEBUG is off (in development a file may change under
+    an open page, and a stale integrity would block it).
+    """
+    integrity = conf.INTEGRITY
+    return not settings.DEBUG if integrity == "auto" else bool(integrity)
 
 
 def setting_errors() -> list[str]:
