@@ -366,8 +366,11 @@ class Watcher:
         if observer is not None and _running(observer):
             try:
                 return self._reconcile(observer, report=True)
-            except OSError as exc:  # a new root over the inotify limits
-                logger.warning("Watching a new static folder failed (%s).", exc)
+            except OSError as exc:
+                if _running(observer):  # a new root over the inotify limits
+                    logger.warning("Watching a new static folder failed (%s).", exc)
+                else:  # it stopped while the roots were being watched
+                    logger.error("The static file watcher stopped; restarting it.")
         else:
             logger.error("The static file watcher stopped; restarting it.")
         self._stop_observer()
@@ -522,8 +525,9 @@ def _run_once_running(running: threading.Event, target: Callable[[], None]) -> N
 
 def _running(thread: threading.Thread) -> bool:
     """Whether a watchdog thread runs, with the inotify reader it relies on."""
-    if not thread.is_alive():
-        return False
+    keep_running = getattr(thread, "should_keep_running", None)
+    if not thread.is_alive() or (callable(keep_running) and not keep_running()):
+        return False  # dead, or told to stop
     # The reader is the observer's (watchdog 7) or each emitter's (earlier
     # versions). Like any thread it can die starting up (see _start_daemon),
     # and then no event ever comes.
