@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.cache import caches
@@ -9,7 +10,14 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from freshstatic.storage import FreshStaticFilesStorage
-from tests.utils import APP_CSS_BYTES, RedisServer, StaticTree, sha
+from tests.utils import (
+    APP_CSS_BYTES,
+    PACKAGE_STATIC_NAMES,
+    RedisServer,
+    StaticTree,
+    package_static_urls,
+    sha,
+)
 
 
 def run(*args: str, tty: bool = False) -> tuple[str, str]:
@@ -60,7 +68,8 @@ def test_all_hashes_every_file(static_tree: StaticTree) -> None:
     # No progress bar when the output is not a terminal.
     assert "\r" not in out
     assert "[" not in out
-    assert out.startswith("Hashed 31 static files in ")  # 30 + the test app's
+    # 30, the test app's stylesheet and the package's own files.
+    assert out.startswith(f"Hashed {31 + len(PACKAGE_STATIC_NAMES)} static files in ")
 
 
 @pytest.mark.redis
@@ -71,20 +80,22 @@ def test_all_warms_the_shared_cache(
         static_tree.write(f"many/{index}.css", f"{index}".encode())
     entries = int(redis_cache.command("DBSIZE"))
     out, err = run("--rotate", "--all")
-    assert out.splitlines()[1].startswith("Hashed 31 static files in ")
+    hashed = 31 + len(PACKAGE_STATIC_NAMES)
+    assert out.splitlines()[1].startswith(f"Hashed {hashed} static files in ")
     # A hash for each file, where every process sharing the cache finds it.
-    assert int(redis_cache.command("DBSIZE")) >= entries + 31
+    assert int(redis_cache.command("DBSIZE")) >= entries + hashed
     assert err == ""  # a shared cache: no freshstatic.W006
 
 
 def test_all_shows_a_progress_bar_on_a_terminal(static_tree: StaticTree) -> None:
     static_tree.write("a.css", b"a")
     out, _ = run("--all", tty=True)
+    done = 2 + len(PACKAGE_STATIC_NAMES)
     assert "\r[" in out
-    assert "] 2/2" in out
+    assert f"] {done}/{done}" in out
     # A second run finds every hash in the cache and still completes the bar.
     out, _ = run("--all", tty=True)
-    assert "] 2/2" in out
+    assert f"] {done}/{done}" in out
 
 
 def test_json_manifest_of_everything(static_tree: StaticTree) -> None:
@@ -95,6 +106,7 @@ def test_json_manifest_of_everything(static_tree: StaticTree) -> None:
         "a.css": f"/static/a.css?v={sha(b'a')}",
         "vendor/b.js": f"/static/vendor/b.js?v={sha(b'b')}",
         "testapp/css/app.css": f"/static/testapp/css/app.css?v={sha(APP_CSS_BYTES)}",
+        **package_static_urls(),
     }
 
 
@@ -120,7 +132,9 @@ def test_rotate_then_all(static_tree: StaticTree) -> None:
     static_tree.write("a.css", b"a")
     out, _ = run("--rotate", "--all")
     assert out.splitlines()[0].startswith("Rotated")
-    assert out.splitlines()[1].startswith("Hashed 2 static files")
+    assert out.splitlines()[1].startswith(
+        f"Hashed {2 + len(PACKAGE_STATIC_NAMES)} static files"
+    )
 
 
 @pytest.mark.parametrize(
@@ -169,9 +183,13 @@ def test_no_warning_when_only_urls_are_asked_for(
     assert err == ""
 
 
-def test_counts_of_one_are_singular() -> None:
-    # Only the test app's stylesheet.
-    out, _ = run("--all")
+def test_counts_of_one_are_singular(tmp_path: Path) -> None:
+    (tmp_path / "only.css").write_bytes(b"one")
+    with override_settings(
+        STATICFILES_FINDERS=["django.contrib.staticfiles.finders.FileSystemFinder"],
+        STATICFILES_DIRS=[str(tmp_path)],
+    ):
+        out, _ = run("--all")
     assert out.startswith("Hashed 1 static file in ")
     with pytest.raises(CommandError, match=r"^1 of 1 name could not be found\.$"):
         run("nope.css")

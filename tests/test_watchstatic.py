@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import override_settings
 
 from tests.utils import (
     EXAMPLE,
@@ -118,16 +119,20 @@ def run_until_started(*args: str) -> tuple[str, str]:
     return out.getvalue(), err.getvalue()
 
 
-def test_one_folder_is_singular() -> None:
-    # The test app's static folder only.
-    out, _ = run_until_started()
+def test_one_folder_is_singular(tmp_path: Path) -> None:
+    with override_settings(
+        STATICFILES_FINDERS=["django.contrib.staticfiles.finders.FileSystemFinder"],
+        STATICFILES_DIRS=[str(tmp_path)],
+    ):
+        out, _ = run_until_started()
     assert out.startswith("Watching 1 static folder (native events); Ctrl-C to stop.")
 
 
 def test_several_folders_are_plural(static_tree: StaticTree) -> None:
     out, err = run_until_started("--poll", "0.5")
     assert out.startswith(
-        "Watching 3 static folders (polling every 0.5 s); Ctrl-C to stop."
+        # The tree's two, the test app's and the package's own.
+        "Watching 4 static folders (polling every 0.5 s); Ctrl-C to stop."
     )
     assert "freshstatic.W004" in err
     assert out.rstrip().endswith("Stopped.")

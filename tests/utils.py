@@ -147,6 +147,23 @@ APP_CSS_BYTES = (ROOT / "tests/testapp/static/testapp/css/app.css").read_bytes()
 
 EXAMPLE = ROOT / "example_project"
 
+# The package's own static files (the live page's script), found by the
+# app-directories finder beside the test app's.
+PACKAGE_STATIC = ROOT / "src" / "freshstatic" / "static"
+PACKAGE_STATIC_NAMES = sorted(
+    path.relative_to(PACKAGE_STATIC).as_posix()
+    for path in PACKAGE_STATIC.rglob("*")
+    if path.is_file()
+)
+
+
+def package_static_urls() -> dict[str, str]:
+    """The URL of each of the package's own static files (served as they are)."""
+    return {
+        name: f"/static/{name}?v={sha((PACKAGE_STATIC / name).read_bytes())}"
+        for name in PACKAGE_STATIC_NAMES
+    }
+
 
 def fetch(url: str) -> str | None:
     """GET a loopback URL; None while the server is not answering."""
