@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -48,3 +49,38 @@ def test_benchmark_smoke_run() -> None:
     table = result.stdout.split("| figure |", 1)[1]
     missing = [figure for figure in FIGURES if figure not in table]
     assert missing == []
+
+
+@pytest.mark.subprocess
+def test_serving_benchmark_smoke_run() -> None:
+    if shutil.which("wrk") is None or shutil.which("curl") is None:
+        pytest.skip("needs wrk and curl (scripts/bench-serving installs them)")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/serving.py",
+            "--contenders",
+            "freshstatic,django",
+            "--cases",
+            "small,conditional",
+            "--seconds",
+            "1",
+            "--warm-up",
+            "0",
+            "--rounds",
+            "1",
+            "--python-seconds",
+            "0.1",
+        ],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout.split("| case | server |", 1)[1].split("\n\n", 1)[0]
+    rows = table.splitlines()[2:]
+    assert len(rows) == 4  # two cases for each of two servers
+    assert "warning" not in result.stdout
