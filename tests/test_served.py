@@ -192,3 +192,42 @@ def test_the_digest_of_a_raw_file_is_of_its_bytes(static_tree: StaticTree) -> No
     assert found.digest == hashlib.sha256(b"console.log(1)").hexdigest()
     assert not found.rewritten
     assert found.dependencies == ()
+
+
+def test_the_file_on_disk_is_none_for_what_is_not_served(
+    static_tree: StaticTree,
+) -> None:
+    static_tree.write("a.css", b"a")
+    static_tree.write(".env", b"SECRET=1")
+    (static_tree.plain / "folder.css").mkdir()
+    files = FreshStaticFilesStorage().served_files
+    digest, info = files.on_disk("a.css") or ("", None)
+    assert digest == hashlib.sha256(b"a").hexdigest()
+    assert info is not None
+    assert files.on_disk("missing.css") is None
+    assert files.on_disk(".env") is None
+    assert files.on_disk("folder.css") is None
+
+
+def test_a_name_whose_file_moved_to_another_root_is_found_again(
+    static_tree: StaticTree,
+) -> None:
+    first = static_tree.write("moved.js", b"first root")
+    storage = FreshStaticFilesStorage()
+    files = storage.served_files
+    opened = files.open("moved.js", "generation")
+    assert opened is not None
+    assert opened.read() == b"first root"
+    # Gone from the first root, now in the prefixed one under the same name
+    # (the generation, and so the remembered resolution, unchanged).
+    first.unlink()
+    with override_settings(
+        STATICFILES_DIRS=[str(static_tree.plain), str(static_tree.prefixed)]
+    ):
+        (static_tree.prefixed / "moved.js").write_bytes(b"second root")
+        again = files.open("moved.js", "generation")
+        assert again is not None
+        assert again.read() == b"second root"
+        again.close()
+    first.write_bytes(b"back")
+    assert files.open("missing-now.js", "generation") is None

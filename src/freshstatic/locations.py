@@ -103,7 +103,7 @@ def forget_real_roots() -> None:
     _real_roots.cache_clear()
 
 
-def open_regular(path: str) -> IO[bytes]:
+def open_regular(path: str) -> IO[bytes]:  # pragma: no cover (systems without O_PATH)
     """
     Open ``path`` for reading only if it is a regular file: never block on a
     FIFO or read a device that was put where a static file should be.
