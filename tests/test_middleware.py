@@ -14,6 +14,7 @@ import brotli
 import pytest
 import zstandard
 from asgiref.sync import async_to_sync
+from django.http import HttpResponse
 from django.test import Client, override_settings
 from django.utils.http import http_date
 
@@ -796,3 +797,23 @@ def test_stylesheet_references_use_the_file_name_form(by_filename: StaticTree) -
     body = get(filename_storage().url("css/site.css")).content
     assert body == f".a{{background:url(../img/i.{sha(b'i')}.png#x)}}".encode()
     assert get(f"/static/img/i.{sha(b'i')}.png").content == b"i"
+
+
+def test_under_asgi_pages_get_the_live_client(served: StaticTree) -> None:
+    page = b"<html><body><p>page</p></body></html>"
+
+    async def get_response(request: Any) -> HttpResponse:
+        return HttpResponse(page, content_type="text/html; charset=utf-8")
+
+    async def run() -> Any:
+        from django.test import RequestFactory
+
+        from freshstatic.middleware import FreshStaticMiddleware
+
+        middleware = FreshStaticMiddleware(get_response)
+        return await middleware(RequestFactory().get("/"))
+
+    with override_settings(MIDDLEWARE=MIDDLEWARE, FRESHSTATIC={"LIVE": True}):
+        response = async_to_sync(run)()
+    assert b"freshstatic/live.js" in response.content
+    assert response.content.index(b"live.js") < response.content.index(b"</body>")

@@ -100,7 +100,7 @@ class FreshStaticMiddleware:
         )
         route = self.route(request)
         if route is None:
-            return await get_response(request)
+            return await live.ainject(request, await get_response(request))  # live
         if isinstance(route, HttpResponseBase):
             return route
         storage, name = route
