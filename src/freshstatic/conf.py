@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     # False.
     "INTEGRITY": "auto",
     # Content codings the middleware may send, preferred first; False: none.
-    "COMPRESSION": ["zstd", "br", "gzip"],
+    "COMPRESSION": ["br", "zstd", "gzip"],
     # Level of each coding (each version is compressed once).
     "COMPRESSION_LEVELS": {},
     # The live page: open pages follow static edits (stylesheets and images
