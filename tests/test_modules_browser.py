@@ -315,9 +315,6 @@ def test_modules_load_versioned_checked_and_fresh(
         server.stop()
 
 
-@pytest.mark.xfail(
-    reason="REWRITE_IMPORTS: the change to freshstatic/served.py", strict=True
-)
 def test_without_an_import_map_rewritten_imports_carry_their_version(
     site: Site, browser: Any, tmp_path: Path
 ) -> None:

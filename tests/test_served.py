@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import threading
 from collections.abc import Callable
 
 import pytest
+from django.core.files.storage import storages
 from django.test import Client, override_settings
 
-from freshstatic import css, log, served
+import freshstatic
+from freshstatic import css, log, modules, served
+from freshstatic.conf import conf, setting_errors
 from freshstatic.served import Version, VersionCache
 from freshstatic.storage import FreshStaticFilesStorage
 from tests.utils import StaticTree, sha, wait_for
 
 SERVING = override_settings(MIDDLEWARE=["freshstatic.middleware.FreshStaticMiddleware"])
+IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 @pytest.fixture
@@ -231,3 +236,194 @@ def test_a_name_whose_file_moved_to_another_root_is_found_again(
         again.close()
     first.write_bytes(b"back")
     assert files.open("missing-now.js", "generation") is None
+
+
+# -- modules: a version covering what a module imports -------------------------------
+
+
+def body_of(url: str) -> tuple[bytes, str]:
+    response = Client().get(url)
+    assert response.status_code == 200
+    content = (
+        b"".join(response.streaming_content) if response.streaming else response.content
+    )
+    return content, response["Cache-Control"]
+
+
+def test_an_edit_down_an_import_chain_changes_every_url_above_it(
+    serving: StaticTree,
+) -> None:
+    serving.write("js/a.js", b'import "./b.js";\n')
+    serving.write("js/b.js", b'export * from "./c.js";\n')
+    serving.write("js/c.js", b"export const c = 1;\n")
+    serving.write("js/other.js", b"export const other = 1;\n")
+    storage = FreshStaticFilesStorage()
+    names = ["js/a.js", "js/b.js", "js/c.js", "js/other.js"]
+    before = {name: storage.url(name) for name in names}
+    serving.write("js/c.js", b"export const c = 2;\n")
+    freshstatic.invalidate()
+    after = {name: storage.url(name) for name in names}
+    assert [name for name in names if before[name] != after[name]] == names[:3]
+    body, cache_control = body_of(after["js/a.js"])
+    assert body == b'import "./b.js";\n'  # as it is
+    assert cache_control == IMMUTABLE
+
+
+def test_an_import_cycle_is_read_once_and_ends_where_it_closes(
+    serving: StaticTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serving.write("js/a.js", b'import "./b.js";\n')
+    serving.write("js/b.js", b'import "./a.js";\nimport "./b.js";\n')
+    scanned: list[str] = []
+    imports = modules.imports
+
+    def counted(text: str) -> list[str]:
+        scanned.append(text)
+        return imports(text)
+
+    monkeypatch.setattr(modules, "imports", counted)
+    with override_settings(FRESHSTATIC={"REWRITE_IMPORTS": True}):
+        storage = storages["staticfiles"]  # the middleware's
+        a_url = storage.url("js/a.js")
+        b_url = storage.url("js/b.js")
+        a_body, _cache_control = body_of(a_url)
+        b_body, _cache_control = body_of(b_url)
+    assert len(scanned) == 2  # each module read once
+    # a.js covers b.js; b.js, built inside a.js's build, leaves the import
+    # that closes the cycle (and its import of itself) as they are.
+    assert a_body == f'import "./b.js?v={b_url[-12:]}";\n'.encode()
+    assert b_body == b'import "./a.js";\nimport "./b.js";\n'
+    assert b_url == f"/static/js/b.js?v={sha(b_body)}"
+    assert a_url != f"/static/js/a.js?v={sha(a_body)}"
+
+
+def test_an_import_of_a_missing_file_is_left_as_it_is_until_the_file_appears(
+    serving: StaticTree, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = b'import "./later.js";\nimport "https://cdn.example/x.js";\nimport "x";\n'
+    serving.write("js/app.js", source)
+    storage = FreshStaticFilesStorage()
+    with caplog.at_level(logging.WARNING, logger="freshstatic"):
+        before = storage.url("js/app.js")
+        assert body_of(before) == (source, IMMUTABLE)
+    # Nothing else covered: the hash of its bytes. One warning, for the
+    # file; a URL and a bare specifier are the page's import map's business.
+    assert before == f"/static/js/app.js?v={sha(source)}"
+    warnings = [record.getMessage() for record in caplog.records]
+    assert warnings == [
+        "Module 'js/app.js' imports './later.js', which is not a static file; "
+        "the import is left as it is."
+    ]
+    serving.write("js/later.js", b"export default 1;\n")
+    freshstatic.invalidate()
+    assert storage.url("js/app.js") != before
+
+
+def test_a_module_larger_than_the_limit_keeps_the_hash_of_its_bytes(
+    serving: StaticTree,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(served, "STYLESHEET_MAX_BYTES", 100)
+    small = b'import "./util.js";\n'
+    huge = small + b"// padding\n" * 10
+    serving.write("js/huge.js", huge)
+    serving.write("js/small.js", small)
+    serving.write("js/util.js", b"export const u = 1;\n")
+    storage = FreshStaticFilesStorage()
+    with (
+        override_settings(FRESHSTATIC={"REWRITE_IMPORTS": True}),
+        caplog.at_level(logging.WARNING, logger="freshstatic"),
+    ):
+        url = storage.url("js/huge.js")
+        assert url == f"/static/js/huge.js?v={sha(huge)}"
+        assert body_of(url) == (huge, IMMUTABLE)  # not rewritten either
+        assert storage.url("js/small.js") != f"/static/js/small.js?v={sha(small)}"
+    assert [record.getMessage() for record in caplog.records] == [
+        "Module 'js/huge.js' is larger than 100 bytes: its imports are not "
+        "read, and its URL carries the hash of its bytes alone."
+    ]
+
+
+def test_an_import_chain_of_modules_of_any_depth_ends_with_a_warning(
+    serving: StaticTree, caplog: pytest.LogCaptureFixture
+) -> None:
+    depth = 100
+    for index in range(depth):
+        serving.write(f"chain/{index}.js", f'import "./{index + 1}.js";'.encode())
+    serving.write(f"chain/{depth}.js", b"export {};")
+    storage = FreshStaticFilesStorage()
+    with caplog.at_level(logging.WARNING, logger="freshstatic"):
+        url = storage.url("chain/0.js")
+    first = (serving.plain / "chain/0.js").read_bytes()
+    assert url != f"/static/chain/0.js?v={sha(first)}"
+    limit = served.MAX_STYLESHEET_DEPTH
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Module 'chain/{limit - 1}.js' imports './{limit}.js' more than {limit} "
+        f"modules deep; its URL does not cover that import."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "rewritten"),
+    [(True, True), ("true", True), ("false", False), ("0", False), (False, False)],
+)
+def test_rewrite_imports_as_written_in_settings(
+    serving: StaticTree, written: object, rewritten: bool
+) -> None:
+    source = b'import "./util.js";\n'
+    serving.write("js/app.js", source)
+    serving.write("js/util.js", b"export const u = 1;\n")
+    with override_settings(FRESHSTATIC={"REWRITE_IMPORTS": written}):
+        assert conf.REWRITE_IMPORTS is rewritten
+        assert setting_errors() == []
+        body, _cache_control = body_of(FreshStaticFilesStorage().url("js/app.js"))
+    assert (body != source) is rewritten
+
+
+def test_a_bad_rewrite_imports_is_reported_and_off(serving: StaticTree) -> None:
+    with override_settings(FRESHSTATIC={"REWRITE_IMPORTS": "sometimes"}):
+        assert conf.REWRITE_IMPORTS is False
+        assert setting_errors() == [
+            "FRESHSTATIC['REWRITE_IMPORTS'] must be True or False (or 'true', "
+            "'false', 'yes', 'no', 'on', 'off', '1', '0'), not 'sometimes'; "
+            "False is used."
+        ]
+
+
+def test_serving_modules_as_they_are_or_rewritten_gives_each_its_own_version(
+    serving: StaticTree,
+) -> None:
+    serving.write("js/app.js", b'import "./util.js";\n')
+    serving.write("js/util.js", b"export const u = 1;\n")
+    storage = FreshStaticFilesStorage()
+    as_is = storage.url("js/app.js")
+    with override_settings(FRESHSTATIC={"REWRITE_IMPORTS": True}):
+        rewritten = storage.url("js/app.js")
+        assert body_of(rewritten)[0] != b'import "./util.js";\n'
+    assert as_is != rewritten
+    assert storage.url("js/app.js") == as_is
+    assert body_of(as_is) == (b'import "./util.js";\n', IMMUTABLE)
+
+
+def test_a_large_module_streamed_under_its_version_is_compressed_later(
+    serving: StaticTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(served, "IN_MEMORY_MAX_BYTES", 1000)
+    source = b'import "./util.js";\n' + b"console.log('padding');\n" * 500
+    serving.write("js/big.js", source)
+    serving.write("js/util.js", b"export const u = 1;\n")
+    url = FreshStaticFilesStorage().url("js/big.js")
+    assert url != f"/static/js/big.js?v={sha(source)}"
+    client = Client()
+    first = client.get(url, headers={"accept-encoding": "gzip"})
+    assert b"".join(first.streaming_content) == source  # streamed, as it is
+    assert "Content-Encoding" not in first
+
+    def compressed() -> bytes | None:
+        response = client.get(url, headers={"accept-encoding": "gzip"})
+        if response.get("Content-Encoding") != "gzip":
+            return None
+        return bytes(response.content)
+
+    assert gzip.decompress(wait_for(compressed)) == source

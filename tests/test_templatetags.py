@@ -17,6 +17,7 @@ from django.template import Context, RequestContext, Template, TemplateSyntaxErr
 from django.test import Client, RequestFactory, override_settings
 
 import freshstatic
+from freshstatic import served as served_module
 from freshstatic.storage import FreshStaticMixin
 from tests.utils import StaticTree, sha
 
@@ -417,13 +418,6 @@ def test_a_storage_without_hashes_gets_plain_tags(site: StaticTree) -> None:
 # -- module-aware hashing ------------------------------------------------------------
 
 
-# Until freshstatic/served.py hashes modules as it hashes stylesheets.
-MODULE_HASHING = pytest.mark.xfail(
-    reason="module-aware hashing: the change to freshstatic/served.py", strict=True
-)
-
-
-@MODULE_HASHING
 def test_a_modules_url_covers_what_it_imports(site: StaticTree) -> None:
     with override_settings(MIDDLEWARE=["freshstatic.middleware.FreshStaticMiddleware"]):
         before = render('{% script "js/app.js" module %}')
@@ -448,7 +442,6 @@ def served(url: str) -> tuple[bytes, str]:
     return body, response["Cache-Control"]
 
 
-@MODULE_HASHING
 def test_a_module_is_served_as_it_is_under_a_version_covering_its_imports(
     site: StaticTree,
 ) -> None:
@@ -463,6 +456,22 @@ def test_a_module_is_served_as_it_is_under_a_version_covering_its_imports(
     assert f'integrity="{sri(APP_JS)}"' in html
 
 
+def test_a_large_modules_integrity_is_of_its_bytes_under_any_version(
+    site: StaticTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Streamed from its file, not held in memory.
+    monkeypatch.setattr(served_module, "IN_MEMORY_MAX_BYTES", 64)
+    with override_settings(MIDDLEWARE=SERVING):
+        before = render('{% modulepreload "js/app.js" %}').split("\n")[0]
+        site.write("js/util.js", b"export const u = 2;\n")
+        freshstatic.invalidate()
+        after = render('{% modulepreload "js/app.js" %}').split("\n")[0]
+    assert before != after
+    for html in (before, after):
+        assert html.startswith('<link rel="modulepreload" href="/static/js/app.js?v=')
+        assert html.endswith(f' integrity="{sri(APP_JS)}">')
+
+
 def test_a_module_without_imports_keeps_the_hash_of_its_bytes(site: StaticTree) -> None:
     with override_settings(MIDDLEWARE=SERVING):
         assert render('{% script "js/lazy.js" %}').startswith(
@@ -470,7 +479,6 @@ def test_a_module_without_imports_keeps_the_hash_of_its_bytes(site: StaticTree) 
         )
 
 
-@MODULE_HASHING
 def test_import_cycles_end(site: StaticTree) -> None:
     # util.js imports app.js, which imports util.js: each is built once, and
     # the import that closes the cycle is left uncovered.
@@ -481,7 +489,6 @@ def test_import_cycles_end(site: StaticTree) -> None:
     assert url("js/app.js", APP_JS) not in app
 
 
-@MODULE_HASHING
 def test_rewrite_imports_versions_each_relative_import_in_the_module(
     site: StaticTree,
 ) -> None:

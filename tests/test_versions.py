@@ -15,9 +15,13 @@ from typing import Any
 
 import pytest
 from django.core.checks import run_checks
+from django.core.files.storage import storages
 from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 
+import freshstatic
+from freshstatic import cache as freshcache
+from freshstatic import served as served_module
 from freshstatic import versions
 from freshstatic.conf import (
     VERSIONS_MAX_AGE_DEFAULT_SECONDS,
@@ -37,6 +41,12 @@ DAY_SECONDS = 24 * 60 * 60.0
 
 def digest_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def digest_of_version(data: bytes, covered: tuple[str, ...]) -> str:
+    """The digest of a module's version: its bytes' and its imports'."""
+    text = "\n".join((digest_of(data), *covered))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def put(store: VersionStore, name: str, data: bytes, length: int = 12) -> bool:
@@ -136,6 +146,59 @@ def test_bytes_are_never_kept_under_a_version_they_are_not(
     assert not store.put("a.js", b"new", algorithm="sha256", version=sha(b"old"))
     assert not store.put("a.js", b"new", algorithm="sha256", version="")
     assert not store.put("a.js", b"new", algorithm="md4x", version=sha(b"new"))
+    assert files_under(Path(store.path)) == []
+
+
+# A module and what its version covers beside its bytes (its imports).
+MODULE = b'import "./util.js";\nexport const app = 1;\n'
+COVERED = ("js/util.js " + "1" * 64, "vendor/lit/index.js " + "2" * 64)
+
+
+def test_a_module_whose_version_covers_its_imports_is_kept_and_checked(
+    store: VersionStore,
+) -> None:
+    version = digest_of_version(MODULE, COVERED)
+    assert version != digest_of(MODULE)
+    assert store.put(
+        "js/app.js", MODULE, algorithm="sha256", version=version[:12], covered=COVERED
+    )
+    found = store.find("js/app.js", version[:12], algorithm="sha256")
+    assert found is not None
+    assert (found.data, found.digest, found.covered) == (MODULE, version, COVERED)
+    # Content-addressed as any other bytes: a dictionary for deltas.
+    assert found.sha256 == digest_of(MODULE)
+    assert store.get(digest_of(MODULE)) == MODULE
+
+
+def test_a_module_is_never_kept_under_a_version_it_does_not_cover(
+    store: VersionStore,
+) -> None:
+    version = digest_of_version(MODULE, COVERED)[:12]
+    for covered in ((), COVERED[:1], (*COVERED, "js/more.js " + "3" * 64)):
+        assert not store.put(
+            "js/app.js", MODULE, algorithm="sha256", version=version, covered=covered
+        )
+    assert files_under(Path(store.path)) == []
+
+
+def test_a_module_whose_name_in_the_store_was_altered_is_dropped(
+    store: VersionStore,
+) -> None:
+    version = digest_of_version(MODULE, COVERED)[:12]
+    store.put("js/app.js", MODULE, algorithm="sha256", version=version, covered=COVERED)
+    (ref,) = files_under(Path(store.path, "refs"))
+    assert ref.read_text() == "\n".join((digest_of(MODULE), *COVERED))
+    ref.write_text("\n".join((digest_of(MODULE), COVERED[0])))
+    assert store.find("js/app.js", version, algorithm="sha256") is None
+    assert not ref.exists()
+
+
+def test_a_module_covering_too_much_to_name_is_not_kept(store: VersionStore) -> None:
+    covered = tuple(f"js/{index}.js {'0' * 64}" for index in range(2000))
+    version = digest_of_version(MODULE, covered)[:12]
+    assert not store.put(
+        "js/app.js", MODULE, algorithm="sha256", version=version, covered=covered
+    )
     assert files_under(Path(store.path)) == []
 
 
@@ -576,3 +639,49 @@ def test_with_the_store_off_older_versions_are_not_kept(
         static_tree.write("js/app.js", b"console.log('two')")
         assert get(old_url).content == b"console.log('two')"
     assert not (tmp_path / "versions").exists()
+
+
+def test_an_older_version_of_a_module_stays_reachable(served: StaticTree) -> None:
+    one = b'import "./util.js";\nconsole.log("one");\n'
+    served.write("js/app.js", one)
+    served.write("js/util.js", b"export const u = 1;\n")
+    storage = FreshStaticFilesStorage()
+    old_url = storage.url("js/app.js")
+    assert old_url != f"/static/js/app.js?v={sha(one)}"  # covers util.js too
+    assert get(old_url)["Cache-Control"] == IMMUTABLE
+    # An edit to what it imports gives it a new version, its bytes the same.
+    served.write("js/util.js", b"export const u = 2;\n")
+    freshstatic.invalidate()
+    new_url = storage.url("js/app.js")
+    assert new_url != old_url
+    for url in (old_url, new_url):
+        response = get(url)
+        assert response.content == one
+        assert response["Cache-Control"] == IMMUTABLE
+    # And after an edit to its own bytes, the old version is still those.
+    served.write("js/app.js", b'import "./util.js";\nconsole.log("two");\n')
+    freshstatic.invalidate()
+    response = get(old_url)
+    assert response.content == one
+    assert response["Cache-Control"] == IMMUTABLE
+    assert response["ETag"].startswith(f'"{old_url[-12:]}')
+
+
+def test_a_module_known_from_the_shared_cache_is_kept_under_its_version(
+    served: StaticTree,
+) -> None:
+    served.write("js/app.js", b'import "./util.js";\n')
+    served.write("js/util.js", b"export const u = 1;\n")
+    storage = storages["staticfiles"]  # the middleware's
+    url = storage.url("js/app.js")
+    # As in another process: nothing kept in memory, the digest found in the
+    # shared cache; what the version covers is found anew when it is served.
+    served_module.forget_versions()
+    freshcache.expire_all()
+    assert storage.url("js/app.js") == url
+    response = get(url)
+    assert response.content == b'import "./util.js";\n'
+    assert response["Cache-Control"] == IMMUTABLE
+    store = versions.store()
+    assert store is not None
+    assert store.find("js/app.js", url[-12:], algorithm="sha256") is not None

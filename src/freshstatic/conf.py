@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     # integrity="sha256-..." in the tags: "auto" (when DEBUG is off), True or
     # False.
     "INTEGRITY": "auto",
+    # Modules served with each relative import carrying its target's ?v=, for
+    # pages without {% importmap %}; False serves modules as they are.
+    "REWRITE_IMPORTS": False,
     # Content codings the middleware may send, preferred first; False: none.
     "COMPRESSION": ["br", "zstd", "gzip"],
     # Level of each coding (each version is compressed once).
@@ -421,6 +424,7 @@ _READERS: dict[str, Callable[[object], Reading]] = {
     "SERVE": _boolean("SERVE"),
     "IMPORTMAP": _read_importmap,
     "INTEGRITY": _read_integrity,
+    "REWRITE_IMPORTS": _boolean("REWRITE_IMPORTS"),
     "COMPRESSION": _read_compression,
     "COMPRESSION_LEVELS": _read_levels,
     "LIVE": _read_live,
@@ -475,6 +479,11 @@ class Settings:
     @property
     def INTEGRITY(self) -> bool | Literal["auto"]:
         return cast("bool | Literal['auto']", read_setting("INTEGRITY")[0])
+
+    @property
+    def REWRITE_IMPORTS(self) -> bool:
+        """Whether modules are served with their relative imports versioned."""
+        return cast(bool, read_setting("REWRITE_IMPORTS")[0])
 
     @property
     def COMPRESSION(self) -> tuple[str, ...]:

@@ -4,10 +4,14 @@ The bytes served for a static name, and their hash: one home for both.
 A name resolves to the file that will be served (the storage's own copy when
 it has one, otherwise the staticfiles finders' first match). Its body is the
 file as it is, or, for a stylesheet the middleware serves, the file with each
-static reference carrying that file's own ``?v=``. Each body is hashed once
-per version, a version being identified by the files it was built from:
-(device, inode, size, mtime, ctime) of each. The storage asks for digests
-(URLs), the middleware for bodies (responses); neither builds them itself.
+static reference carrying that file's own ``?v=``. A JavaScript module the
+middleware serves keeps its bytes (unless ``FRESHSTATIC["REWRITE_IMPORTS"]``
+versions its relative imports), but its digest also covers the digests of
+what it imports, so that an edit anywhere down an import chain changes the
+URL of every module above it. Each body is hashed once per version, a
+version being identified by the files it was built from: (device, inode,
+size, mtime, ctime) of each. The storage asks for digests (URLs), the
+middleware for bodies (responses); neither builds them itself.
 
 Everything kept in memory here is bounded in bytes: one version per name,
 least recently used first out.
@@ -23,9 +27,9 @@ import posixpath
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Generic, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -33,8 +37,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.storage import FileSystemStorage
 
-from freshstatic import compress, css, locations
-from freshstatic.conf import middleware_serves
+from freshstatic import compress, css, locations, modules
+from freshstatic.conf import conf, middleware_serves
 from freshstatic.hashing import hash_stream
 from freshstatic.log import warn_once
 
@@ -49,11 +53,15 @@ Dependency = tuple[str, Identity]
 # Files up to this size are read whole and served from memory, so that the
 # hash is of exactly the bytes sent; larger ones stream.
 IN_MEMORY_MAX_BYTES = 2 * 1024 * 1024
-# Stylesheets larger than this are served as they are, not rewritten (one
-# rewrite holds a few copies of the text in memory).
+# Stylesheets larger than this are served as they are, not rewritten, and
+# modules larger than this are hashed as they are, their imports not read
+# (one rewrite holds a few copies of the text in memory).
 STYLESHEET_MAX_BYTES = 8 * 1024 * 1024
-# @import/url() chains between stylesheets deeper than this stop versioning.
+# @import/url() chains between stylesheets, and import chains between
+# modules, deeper than this stop versioning.
 MAX_STYLESHEET_DEPTH = 32
+# The static files taken for JavaScript modules.
+MODULE_SUFFIXES = (".js", ".mjs")
 # What the versions kept in this process (rewritten stylesheets' bodies
 # included) may take; the least recently used go first.
 VERSIONS_MAX_BYTES = 64 * 1024 * 1024
@@ -85,6 +93,10 @@ class Version:
     rewritten: bool = False
     # The cache generation a rewritten body or a remote file was built under.
     epoch: str | None = None
+    # What the digest covers beside the bytes served: a module's imports, a
+    # "<name> <digest>" line each (see digest_of()); () for a digest of the
+    # bytes alone; None when not known here (a digest from the shared cache).
+    covered: tuple[str, ...] | None = ()
 
     def cost(self) -> int:
         return (
@@ -93,6 +105,7 @@ class Version:
             + len(self.path)
             + sum(len(path) + 100 for path, _identity in self.dependencies)
             + (len(self.body) if self.body is not None else 0)
+            + sum(len(line) + 60 for line in self.covered or ())
         )
 
     def files(self) -> tuple[Dependency, ...]:
@@ -121,6 +134,8 @@ class Served:
     algorithm: str = "sha256"
     # The file it comes from.
     path: str = ""
+    # What the digest covers beside the body (a module's imports).
+    covered: tuple[str, ...] = ()
 
     @property
     def in_memory(self) -> bool:
@@ -141,6 +156,7 @@ class Served:
             if after != self.identity:
                 self.digest = hashlib.new(self.algorithm, data).hexdigest()
                 self.size = len(data)
+                self.covered = ()
             self.body = data
         return self.body
 
@@ -268,6 +284,32 @@ def _release(real_roots: tuple[str, ...]) -> str:
     ).hexdigest()
 
 
+def is_module(name: str) -> bool:
+    """Whether static file ``name`` is taken for a JavaScript module."""
+    return name.lower().endswith(MODULE_SUFFIXES)
+
+
+def digest_of(algorithm: str, data: bytes, covered: tuple[str, ...] = ()) -> str:
+    """
+    The digest of a version whose bytes are ``data`` and which also covers
+    ``covered`` (a module's imports, a ``"<name> <digest>"`` line each).
+    Nothing covered: the digest of the bytes alone.
+    """
+    return covering(algorithm, hashlib.new(algorithm, data).hexdigest(), covered)
+
+
+def covering(algorithm: str, own: str, covered: tuple[str, ...]) -> str:
+    """
+    The digest of a version whose bytes' own digest is ``own`` and which
+    also covers ``covered``: the digest of ``own`` and the lines together,
+    one a line; ``own`` itself when nothing else is covered.
+    """
+    if not covered:
+        return own
+    text = "\n".join((own, *covered))
+    return hashlib.new(algorithm, text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def identity_of(path: str) -> Identity | None:
     try:
         return locations.file_identity(os.stat(path))
@@ -340,9 +382,24 @@ class ServedFiles:
         return None if path is None else ("local", path)
 
     def rewrites(self, name: str) -> bool:
-        """Whether ``name`` is a stylesheet served rewritten (when
-        FreshStaticMiddleware serves files, the default)."""
+        """
+        Whether ``name`` is served rewritten, each static reference carrying
+        its target's ``?v=`` (when FreshStaticMiddleware serves files, the
+        default): a stylesheet, or a module with REWRITE_IMPORTS.
+        """
+        if is_module(name):
+            return conf.REWRITE_IMPORTS and middleware_serves()
         return name.lower().endswith(".css") and middleware_serves()
+
+    def covers_references(self, name: str) -> bool:
+        """
+        Whether the digest of ``name`` covers the digests of the files it
+        references (when FreshStaticMiddleware serves files): a stylesheet
+        (served rewritten), or a JavaScript module (its imports).
+        """
+        return (name.lower().endswith(".css") or is_module(name)) and (
+            middleware_serves()
+        )
 
     def release(self) -> str:
         """
@@ -353,8 +410,11 @@ class ServedFiles:
         return _release(locations.real_roots(locations.allowed_roots(self.storage)))
 
     def shared_key(self, name: str, rewritten: bool) -> str:
-        kind = "css" if rewritten else "raw"
-        return f"{kind}:{self.algorithm}:{self.release()}:{name}"
+        return f"{_kind(name, rewritten)}:{self.algorithm}:{self.release()}:{name}"
+
+    def _version_key(self, name: str, rewritten: bool) -> tuple[object, ...]:
+        """Where the version of ``name`` is kept in this process."""
+        return (*self._key, _kind(name, rewritten), name)
 
     # -- digests, for URLs -----------------------------------------------------------
 
@@ -438,14 +498,15 @@ class ServedFiles:
     ) -> Version:
         info = os.fstat(stream.fileno())
         identity = locations.file_identity(info)
-        rewritten = self._rewrites(name, info.st_size)
-        key = (*self._key, rewritten, name)
+        rewritten = self._covers(name, info.st_size)
+        key = self._version_key(name, rewritten)
 
         def kept() -> Version | None:
             version = _versions.get(key)
             return version if _valid(version, path, identity, epoch) else None
 
-        shared_key = self.shared_key(name, rewritten)
+        # Only a shared cache needs it.
+        shared_key = "" if shared is None else self.shared_key(name, rewritten)
         version = kept()
         if version is not None:
             if shared is not None:  # a new generation: share what is known
@@ -455,16 +516,25 @@ class ServedFiles:
         if found is not None:
             digest, files = found
             if files and files[0] == (path, identity) and still_current(files[1:]):
-                # Enough for a URL; a rewritten body is rebuilt when served.
+                # Enough for a URL; a rewritten body (what a module's digest
+                # covers) is built anew when served.
                 version = Version(
-                    name, path, identity, digest, files[1:], None, rewritten, epoch
+                    name,
+                    path,
+                    identity,
+                    digest,
+                    files[1:],
+                    None,
+                    rewritten,
+                    epoch,
+                    None if rewritten else (),
                 )
                 _versions.put(key, version)
                 return version
 
         def build() -> Version:
             if rewritten:
-                version = self._stylesheet(name, path, stream, info, epoch)
+                version = self._build(name, path, stream, info, epoch)
             else:
                 version = Version(
                     name, path, identity, hash_stream(stream, self.algorithm)
@@ -483,14 +553,18 @@ class ServedFiles:
             shared.set(shared_key, version.digest, version.files())
         return version
 
-    def _rewrites(self, name: str, size: int) -> bool:
-        if not self.rewrites(name):
+    def _covers(self, name: str, size: int) -> bool:
+        """covers_references(), for a file of ``size`` bytes."""
+        if not self.covers_references(name):
             return False
         if size > STYLESHEET_MAX_BYTES:
             warn_once(
                 f"{name}\0too big",
-                "Stylesheet %r is larger than %d bytes: it is served as it is, "
-                "its references without their hashes.",
+                "Module %r is larger than %d bytes: its imports are not read, "
+                "and its URL carries the hash of its bytes alone."
+                if is_module(name)
+                else "Stylesheet %r is larger than %d bytes: it is served as it "
+                "is, its references without their hashes.",
                 name,
                 STYLESHEET_MAX_BYTES,
             )
@@ -547,21 +621,43 @@ class ServedFiles:
     ) -> Served:
         before = os.fstat(stream.fileno())
         identity = locations.file_identity(before)
-        if self._rewrites(name, before.st_size):
-            version = self._local(name, path, stream, epoch, None)
-            if version.body is None:  # known from the shared cache: build it
+        if self._covers(name, before.st_size):
+            version = _versions.get(self._version_key(name, True))
+            if not _valid(version, path, identity, epoch):
+                version = self._local(name, path, stream, epoch, None)
+            assert version is not None
+            if version.covered is None:  # known from the shared cache: build it
                 stream.seek(0)
-                version = self._stylesheet(name, path, stream, before, epoch)
+                version = self._build(name, path, stream, before, epoch)
                 if version.identity == identity:
-                    _versions.put((*self._key, True, name), version)
+                    _versions.put(self._version_key(name, True), version)
+            if version.body is None:
+                # A module served as it is, under the version that covers its
+                # imports: its own mtime validates its bytes.
+                stream.seek(0)
+                return Served(
+                    version.digest,
+                    before.st_size,
+                    before.st_mtime,
+                    stream=stream,
+                    identity=identity,
+                    algorithm=self.algorithm,
+                    path=path,
+                    covered=version.covered or (),
+                )
             stream.close()
-            body = version.body or b""
+            body = version.body
             # The body also depends on the files it references: only the
             # ETag (its hash) can validate it, not the file's own mtime.
             return Served(
-                version.digest, len(body), None, body=body, algorithm=self.algorithm
+                version.digest,
+                len(body),
+                None,
+                body=body,
+                algorithm=self.algorithm,
+                covered=version.covered or (),
             )
-        key = (*self._key, False, name)
+        key = self._version_key(name, False)
         kept = _versions.get(key)
         if _valid(kept, path, identity, epoch):
             assert kept is not None
@@ -659,18 +755,26 @@ class ServedFiles:
                     max_workers=1, thread_name_prefix="freshstatic-compress"
                 )
             executor = _compressor
-        executor.submit(self._compress_file, key, path, served.digest, coding, level)
+        executor.submit(
+            self._compress_file, key, path, served.digest, served.covered, coding, level
+        )
         return None
 
     def _compress_file(
-        self, key: tuple[object, ...], path: str, digest: str, coding: str, level: int
+        self,
+        key: tuple[object, ...],
+        path: str,
+        digest: str,
+        covered: tuple[str, ...],
+        coding: str,
+        level: int,
     ) -> None:
         try:
             with self._open(path) as stream:
                 data = stream.read(LARGE_COMPRESS_MAX_BYTES + 1)
             # Only for the very bytes the digest names (the file may have
             # changed since).
-            if hashlib.new(self.algorithm, data).hexdigest() == digest:
+            if digest_of(self.algorithm, data, covered) == digest:
                 _encoded.put(key, compress.compress(data, coding, level))
         except Exception as exc:  # a page must never fail because of this
             warn_once(
@@ -702,7 +806,7 @@ class ServedFiles:
             return None
         return version.digest, info
 
-    # -- stylesheets -----------------------------------------------------------------
+    # -- stylesheets and modules ------------------------------------------------------
 
     def target(self, stylesheet: str, reference: str) -> str | None:
         """The clean static name ``reference`` in ``stylesheet`` points at."""
@@ -716,7 +820,25 @@ class ServedFiles:
             path = posixpath.join(posixpath.dirname(stylesheet), path)
         return locations.clean_name(path)
 
-    def _stylesheet(
+    def module_target(
+        self, module: str, specifier: str, import_map: Mapping[str, str]
+    ) -> str | None:
+        """
+        The clean static name ``specifier`` in ``module`` imports: a path
+        (resolved as a stylesheet's references are), or a bare specifier
+        that ``import_map`` (``FRESHSTATIC["IMPORTMAP"]``) maps to a static
+        name; None for a URL or another bare specifier.
+        """
+        if modules.is_url(specifier):
+            return None
+        if modules.is_bare(specifier):
+            mapped = modules.mapped(specifier, import_map)
+            if mapped is None or modules.is_url(mapped):
+                return None
+            return locations.clean_name(mapped)
+        return self.target(module, specifier)
+
+    def _build(
         self,
         name: str,
         path: str,
@@ -725,56 +847,59 @@ class ServedFiles:
         epoch: str | None,
     ) -> Version:
         """
-        Rewrite stylesheet ``name`` (open as ``stream``) and the stylesheets
-        it references, deepest first, without recursion: a chain of any
-        length stops at MAX_STYLESHEET_DEPTH, a cycle where it closes.
+        Build stylesheet or module ``name`` (open as ``stream``) and the
+        stylesheets and modules it references, deepest first, without
+        recursion: a chain of any length stops at MAX_STYLESHEET_DEPTH, a
+        cycle where it closes.
         """
         root = _Sheet(name, path, stream.read(), locations.file_identity(info))
-        done: dict[str, Version | None] = {}
+        build = _Build(epoch, conf.IMPORTMAP, conf.REWRITE_IMPORTS)
         stack: list[_Sheet] = [root]
         while stack:
             sheet = stack[-1]
             if sheet.pending is None:
-                sheet.pending = self._children(sheet, stack, done, epoch)
+                sheet.pending = self._children(sheet, stack, build)
             if sheet.pending:
                 child = sheet.pending.pop()
-                if child.name not in done:
+                if child.name not in build.done:
                     stack.append(child)
                 continue
             stack.pop()
-            if sheet.name not in done:
-                done[sheet.name] = self._rewrite(sheet, done, epoch)
-        version = done[name]
+            if sheet.name not in build.done:
+                build.done[sheet.name] = self._rewrite(sheet, build)
+        version = build.done[name]
         assert version is not None
         return version
 
     def _children(
-        self,
-        sheet: _Sheet,
-        stack: list[_Sheet],
-        done: dict[str, Version | None],
-        epoch: str | None,
+        self, sheet: _Sheet, stack: list[_Sheet], build: _Build
     ) -> list[_Sheet]:
-        """The stylesheets ``sheet`` references that must be rewritten first."""
-        if sheet.raw is None and not self._load(sheet, done, epoch):
+        """
+        The stylesheets and modules ``sheet`` references that must be built
+        first.
+        """
+        if sheet.raw is None and not self._load(sheet, build):
             return []
+        sheet.references = self._references(sheet, build)
         children: list[_Sheet] = []
-        open_names = {open_sheet.name for open_sheet in stack}
-        for reference in css.references(sheet.text()):
-            target = self.target(sheet.name, reference)
+        seen = {open_sheet.name for open_sheet in stack}
+        for reference, target in sheet.references:
             if (
                 target is None
-                or target in done
-                or target in open_names
-                or not self.rewrites(target)
-                or any(child.name == target for child in children)
+                or target in build.done
+                or target in seen
+                or not self.covers_references(target)
             ):
                 continue
+            seen.add(target)
             if len(stack) >= MAX_STYLESHEET_DEPTH:
                 warn_once(
                     f"{sheet.name}\0{reference}\0depth",
-                    "Stylesheet %r references %r more than %d stylesheets deep; "
-                    "the reference is left as it is.",
+                    "Module %r imports %r more than %d modules deep; its URL "
+                    "does not cover that import."
+                    if is_module(sheet.name)
+                    else "Stylesheet %r references %r more than %d stylesheets "
+                    "deep; the reference is left as it is.",
                     sheet.name,
                     reference,
                     MAX_STYLESHEET_DEPTH,
@@ -783,13 +908,27 @@ class ServedFiles:
             children.append(_Sheet(target))
         return children
 
-    def _load(
-        self, sheet: _Sheet, done: dict[str, Version | None], epoch: str | None
-    ) -> bool:
+    def _references(self, sheet: _Sheet, build: _Build) -> list[tuple[str, str | None]]:
         """
-        Read referenced stylesheet ``sheet``; False when it needs no reading:
-        kept already, or not rewritten (missing, too big, remote), in which
-        case its version is in ``done``.
+        Each reference in stylesheet ``sheet`` (each import, in a module),
+        and the static name it points at.
+        """
+        text = sheet.text()
+        if is_module(sheet.name):
+            return [
+                (specifier, self.module_target(sheet.name, specifier, build.import_map))
+                for specifier in modules.imports(text)
+            ]
+        return [
+            (reference, self.target(sheet.name, reference))
+            for reference in dict.fromkeys(css.references(text))
+        ]
+
+    def _load(self, sheet: _Sheet, build: _Build) -> bool:
+        """
+        Read referenced stylesheet or module ``sheet``; False when it needs
+        no reading: kept already, or not built from its references (missing,
+        too big, remote), in which case its version is in ``build.done``.
         """
         name = sheet.name
         source = None if self.is_ignored(name) else self.source(name)
@@ -798,45 +937,73 @@ class ServedFiles:
                 with self._open(source[1]) as stream:
                     info = os.fstat(stream.fileno())
                     identity = locations.file_identity(info)
-                    kept = _versions.get((*self._key, True, name))
-                    if _valid(kept, source[1], identity, epoch):
-                        done[name] = kept
+                    kept = _versions.get(self._version_key(name, True))
+                    if _valid(kept, source[1], identity, build.epoch):
+                        build.done[name] = kept
                         return False
-                    if self._rewrites(name, info.st_size):
+                    if self._covers(name, info.st_size):
                         sheet.path, sheet.identity = source[1], identity
                         sheet.raw = stream.read()
                         return True
             except OSError:
                 pass  # reported by version() below, if it fails there too
-        done[name] = self.version(name, epoch)
+        build.done[name] = self.version(name, build.epoch)
         return False
 
-    def _rewrite(
-        self, sheet: _Sheet, done: dict[str, Version | None], epoch: str | None
-    ) -> Version | None:
+    def _rewrite(self, sheet: _Sheet, build: _Build) -> Version:
+        """
+        The version of ``sheet``, whose references are built already (or
+        close a cycle): a stylesheet rewritten, a module as it is (rewritten
+        with REWRITE_IMPORTS) under a digest covering its imports'.
+        """
         assert sheet.path is not None
         assert sheet.identity is not None
+        assert sheet.raw is not None
+        module = is_module(sheet.name)
+        targets = dict(sheet.references or ())
         dependencies: dict[str, Identity] = {}
+        # What a module's digest covers: each import's static name and digest.
+        covered: dict[str, str] = {}
 
         def replace(reference: str) -> str:
-            target = self.target(sheet.name, reference)
-            if target is not None and target in done:
-                version = done[target]
-            elif target is not None and self.rewrites(target):
+            if reference in targets:
+                target = targets[reference]
+            elif module:
+                target = self.module_target(sheet.name, reference, build.import_map)
+            else:
+                target = self.target(sheet.name, reference)
+            if target is not None and target in build.done:
+                version = build.done[target]
+            elif target is not None and self.covers_references(target):
                 return reference  # a cycle, or too deep: left as it is
             else:
-                version = None if target is None else self.version(target, epoch)
+                version = None if target is None else self.version(target, build.epoch)
             if version is None:
-                warn_once(
-                    f"{sheet.name}\0{reference}",
-                    "Stylesheet %r references %r, which is not a static file; "
-                    "the reference is left as it is.",
-                    sheet.name,
-                    reference,
-                )
+                # A URL, or a bare specifier the page's import map resolves:
+                # not a mistake.
+                if not (
+                    module
+                    and target is None
+                    and (modules.is_bare(reference) or modules.is_url(reference))
+                ):
+                    warn_once(
+                        f"{sheet.name}\0{reference}",
+                        "Module %r imports %r, which is not a static file; the "
+                        "import is left as it is."
+                        if module
+                        else "Stylesheet %r references %r, which is not a static "
+                        "file; the reference is left as it is.",
+                        sheet.name,
+                        reference,
+                    )
                 return reference
             for file_path, identity in version.files():
                 dependencies[file_path] = identity
+            if module:
+                assert target is not None
+                covered.setdefault(target, version.digest)
+                if not build.rewrite_imports or modules.is_bare(reference):
+                    return reference  # versioned by the import map
             path_part, fragment_sep, fragment = reference.partition("#")
             path, query_sep, query = path_part.partition("?")
             short = version.digest[: self.hash_length]
@@ -846,29 +1013,53 @@ class ServedFiles:
             params = [part for part in (query, f"{self.query_param}={short}") if part]
             return f"{path}?{'&'.join(params)}{fragment_sep}{fragment}"
 
-        body = css.rewrite(sheet.text(), replace).encode("utf-8", "surrogateescape")
+        body: bytes | None
+        if not module:
+            body = css.rewrite(sheet.text(), replace).encode("utf-8", "surrogateescape")
+        elif build.rewrite_imports:
+            text = modules.rewrite(sheet.text(), replace)
+            body = text.encode("utf-8", "surrogateescape")
+        else:
+            # Served from its file as it is: only what it imports is needed.
+            body = None
+            for reference in targets:
+                replace(reference)
+        lines = tuple(f"{target} {digest}" for target, digest in covered.items())
         dependencies.pop(sheet.path, None)
         version = Version(
             sheet.name,
             sheet.path,
             sheet.identity,
-            hashlib.new(self.algorithm, body).hexdigest(),
+            digest_of(self.algorithm, sheet.raw if body is None else body, lines),
             tuple(dependencies.items()),
             body,
             True,
-            epoch,
+            build.epoch,
+            lines,
         )
-        # The stylesheet asked for is kept by its caller, which checks that
-        # it did not change while read; those it references are kept here.
+        # The file asked for is kept by its caller, which checks that it did
+        # not change while read; those it references are kept here.
         if not sheet.asked and identity_of(sheet.path) == sheet.identity:
-            _versions.put((*self._key, True, sheet.name), version)
+            _versions.put(self._version_key(sheet.name, True), version)
         return version
 
 
-class _Sheet:
-    """A stylesheet on the rewriting stack."""
+@dataclass
+class _Build:
+    """One build of a stylesheet or module and of what it references."""
 
-    __slots__ = ("asked", "identity", "name", "path", "pending", "raw")
+    epoch: str | None
+    # FRESHSTATIC["IMPORTMAP"] and ["REWRITE_IMPORTS"], read once per build.
+    import_map: Mapping[str, str]
+    rewrite_imports: bool
+    # The versions built or found so far (None: nothing is served for it).
+    done: dict[str, Version | None] = field(default_factory=dict)
+
+
+class _Sheet:
+    """A stylesheet (or a module) on the building stack."""
+
+    __slots__ = ("asked", "identity", "name", "path", "pending", "raw", "references")
 
     def __init__(
         self,
@@ -883,9 +1074,24 @@ class _Sheet:
         self.identity = identity
         self.asked = raw is not None
         self.pending: list[_Sheet] | None = None
+        # Each reference (import) and the static name it points at.
+        self.references: list[tuple[str, str | None]] | None = None
 
     def text(self) -> str:
         return (self.raw or b"").decode("utf-8", "surrogateescape")
+
+
+def _kind(name: str, rewritten: bool) -> str:
+    """
+    What a version of ``name`` is, for the keys it is kept under: the file
+    as it is, a stylesheet rewritten, a module as it is or rewritten (a
+    digest of one is no digest of another).
+    """
+    if not rewritten:
+        return "raw"
+    if is_module(name):
+        return "imports" if conf.REWRITE_IMPORTS else "module"
+    return "css"
 
 
 def with_version(path: str, short: str) -> str:

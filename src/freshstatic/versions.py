@@ -8,14 +8,18 @@ Every name in the folder is a digest, and nothing else is ever opened::
 
     objects/<2 hex>/<62 hex>   the bytes; the name is their SHA-256
     refs/<2 hex>/<62 hex>      the SHA-256 (in hex) of the bytes served for a
-                               static name's version; the name is the SHA-256
-                               of (algorithm, static name, v)
+                               static name's version, then, for a module
+                               whose version also covers its imports, what it
+                               covers (freshstatic.served.digest_of) a line
+                               each; the name is the SHA-256 of (algorithm,
+                               static name, v)
 
 Content-addressed: processes and releases that share the folder and write
 the same version write the same bytes under the same name, each through its
 own temporary file renamed into place, so no lock is needed and a reader
-never sees a partial file. Every read checks the bytes against their name
-and drops an entry that does not match. The store is bounded by the bytes
+never sees a partial file. Every read checks the bytes against their name,
+and the version's digest computed anew from them against ``v``, and drops an
+entry that does not match. The store is bounded by the bytes
 it holds and by the age of its entries (since last used), least recently
 used first out; pruning tolerates readers and writers in other processes.
 """
@@ -38,7 +42,7 @@ from django.conf import settings
 
 from freshstatic.conf import conf
 from freshstatic.log import warn_once
-from freshstatic.served import Served
+from freshstatic.served import Served, covering
 
 if TYPE_CHECKING:
     from freshstatic.served import ServedFiles
@@ -63,6 +67,9 @@ TEMPORARY_PREFIX = ".tmp-"
 # How many versions this process remembers having written (for each, the
 # time it last wrote or touched it): a few hundred bytes each.
 REMEMBERED_MAX = 10_000
+# The largest name of a version (a module covering many imports lists them
+# there); a version that would need more is not kept.
+REF_MAX_BYTES = 64 * 1024
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _VERSION = re.compile(r"[0-9a-f]{6,128}")
@@ -83,8 +90,10 @@ class Stored:
     data: bytes
     # The SHA-256 of ``data``, in hex: its name in the store.
     sha256: str
-    # Its digest in the algorithm asked for (``v`` is its beginning).
+    # Its version's digest in the algorithm asked for (``v`` is its
+    # beginning), which also covers ``covered`` (a module's imports).
     digest: str
+    covered: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,13 +175,23 @@ class VersionStore:
 
     # -- writing ---------------------------------------------------------------
 
-    def put(self, name: str, data: bytes, *, algorithm: str, version: str) -> bool:
+    def put(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        algorithm: str,
+        version: str,
+        covered: tuple[str, ...] = (),
+    ) -> bool:
         """
-        Keep ``data`` as version ``version`` (the beginning of its digest in
-        ``algorithm``) of static name ``name``. False if it is not kept: too
-        large, ``version`` not its digest, or the folder cannot be written
-        (logged once). Cheap when it is kept already: this process remembers
-        what it wrote, and refreshes its last use at most hourly.
+        Keep ``data`` as version ``version`` of static name ``name``: the
+        beginning of the digest in ``algorithm`` of ``data`` and ``covered``
+        (what a module's version covers beside its bytes, see
+        freshstatic.served.digest_of). False if it is not kept: too large,
+        ``version`` not that digest, or the folder cannot be written (logged
+        once). Cheap when it is kept already: this process remembers what it
+        wrote, and refreshes its last use at most hourly.
         """
         if len(data) > self.max_file_bytes() or not _VERSION.fullmatch(version):
             return False
@@ -183,12 +202,15 @@ class VersionStore:
         if last is not None and now - last < TOUCH_INTERVAL_SECONDS:
             return True
         sha256 = hashlib.sha256(data).hexdigest()
-        digest = sha256 if algorithm == "sha256" else _digest(algorithm, data)
+        digest = _digest(algorithm, data, sha256, covered)
         if digest is None or not digest.startswith(version):
             return False  # never keep bytes under a version they are not
+        content = "\n".join((sha256, *covered)).encode("utf-8", "surrogatepass")
+        if len(content) > REF_MAX_BYTES:
+            return False
         try:
             written = self._keep(self._object_path(sha256), data)
-            written += self._keep(self._ref_path(ref), sha256.encode("ascii"))
+            written += self._keep(self._ref_path(ref), content)
         except OSError as exc:
             warn_once(
                 f"{self.path}\0unwritable",
@@ -229,19 +251,19 @@ class VersionStore:
         if not _VERSION.fullmatch(version):
             return None
         ref_path = self._ref_path(self._ref_name(algorithm, name, version))
-        target = _read(ref_path, 64)
-        if target is None:
+        content = _read(ref_path, REF_MAX_BYTES)
+        if content is None:
             return None
-        sha256 = target.decode("ascii", "replace")
+        sha256, covered = _parse_ref(content)
         data = self.get(sha256) if _HEX_DIGEST.fullmatch(sha256) else None
         digest = None
         if data is not None:
-            digest = sha256 if algorithm == "sha256" else _digest(algorithm, data)
+            digest = _digest(algorithm, data, sha256, covered)
         if data is None or digest is None or not digest.startswith(version):
             _drop(ref_path)  # corrupted, or its version was evicted
             return None
         _touch(ref_path)
-        return Stored(data, sha256, digest)
+        return Stored(data, sha256, digest, covered)
 
     def get(self, sha256: str) -> bytes | None:
         """The bytes whose SHA-256 is ``sha256`` (hex), or None. Bytes that
@@ -321,8 +343,8 @@ class VersionStore:
                     removed_bytes += entry.size
         kept_objects = {_name_of(entry.path) for entry in objects}
         for entry in list(refs):
-            target_bytes = _read(entry.path, 64)
-            sha256 = target_bytes.decode("ascii", "replace") if target_bytes else ""
+            content = _read(entry.path, REF_MAX_BYTES)
+            sha256 = _parse_ref(content)[0] if content else ""
             gone = sha256 not in kept_objects and not self.has(sha256)
             if gone and _drop(entry.path):
                 refs.remove(entry)
@@ -446,11 +468,27 @@ def _is_rest_of_digest(name: str) -> bool:
     return len(name) == 62 and all(char in "0123456789abcdef" for char in name)
 
 
-def _digest(algorithm: str, data: bytes) -> str | None:
+def _digest(
+    algorithm: str, data: bytes, sha256: str, covered: tuple[str, ...]
+) -> str | None:
+    """The digest of the version of bytes ``data`` (whose SHA-256 is
+    ``sha256``) that also covers ``covered``; None for an unknown algorithm."""
     try:
-        return hashlib.new(algorithm, data).hexdigest()
+        own = (
+            sha256
+            if algorithm == "sha256"
+            else hashlib.new(algorithm, data).hexdigest()
+        )
+        return covering(algorithm, own, covered)
     except (ValueError, TypeError):
         return None
+
+
+def _parse_ref(content: bytes) -> tuple[str, tuple[str, ...]]:
+    """A version's name in the store: the SHA-256 of its bytes, and what it
+    covers beside them."""
+    sha256, _newline, rest = content.decode("utf-8", "surrogatepass").partition("\n")
+    return sha256, tuple(rest.split("\n")) if rest else ()
 
 
 def _read(path: str, max_bytes: int) -> bytes | None:
@@ -612,7 +650,12 @@ def older(
     if served is not None:
         served.close()
     return Served(
-        found.digest, len(found.data), None, body=found.data, algorithm=files.algorithm
+        found.digest,
+        len(found.data),
+        None,
+        body=found.data,
+        algorithm=files.algorithm,
+        covered=found.covered,
     )
 
 
@@ -627,4 +670,5 @@ def keep(files: ServedFiles, name: str, served: Served) -> None:
             served.body,
             algorithm=files.algorithm,
             version=served.digest[: files.hash_length],
+            covered=served.covered,
         )

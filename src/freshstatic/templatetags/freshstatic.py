@@ -9,15 +9,17 @@
 - ``{% stylesheet "css/site.css" %}`` and ``{% script "js/app.js" module %}``.
 
 ``integrity`` is the SHA-256 of the exact bytes served for the URL (a
-stylesheet as the middleware rewrites it), written when ``FRESHSTATIC
-["INTEGRITY"]`` says so. Every tag carries the request's CSP nonce when the
+stylesheet as the middleware rewrites it; a module's own bytes, whose URL's
+version also covers its imports), written when ``FRESHSTATIC["INTEGRITY"]``
+says so. Every tag carries the request's CSP nonce when the
 request has one (Django 6's ``ContentSecurityPolicyMiddleware`` or
 django-csp).
 
 What the tags learn is kept per storage for as long as its hash cache's state
 lasts (a generation: a change to any static file replaces it), so that a warm
 render costs a few dict lookups. What is read from a file's bytes (their
-integrity, the module's imports) is kept by the digest of those bytes.
+integrity, the module's imports) is kept by the digest of the version
+served, which names those bytes.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from django.utils.safestring import SafeString, mark_safe
 from freshstatic import locations, modules
 from freshstatic.conf import conf, integrity_enabled
 from freshstatic.log import warn_once
-from freshstatic.served import BoundedCache
+from freshstatic.served import BoundedCache, is_module
 from freshstatic.storage import FreshStaticMixin
 
 if TYPE_CHECKING:
@@ -56,9 +58,6 @@ _T = TypeVar("_T")
 
 register = template.Library()
 
-# The static files taken for JavaScript modules: listed in the import map,
-# followed through their imports.
-MODULE_SUFFIXES = (".js", ".mjs")
 # Apps whose static files are classic scripts no page imports (the admin's
 # jQuery plugins and their 60 translations, the live page's script): the
 # import map leaves them out.
@@ -85,7 +84,7 @@ def _facts_cost(value: str | tuple[str, ...]) -> int:
     return sum(len(item) + 60 for item in value) + _ENTRY_OVERHEAD_BYTES
 
 
-# By (hash algorithm, digest of the bytes served): what those bytes are.
+# By (hash algorithm, digest of the version served): what its bytes are.
 _integrities: BoundedCache[str] = BoundedCache(FACTS_MAX_BYTES, _facts_cost)
 _specifiers: BoundedCache[tuple[str, ...]] = BoundedCache(FACTS_MAX_BYTES, _facts_cost)
 # The memo of each storage, for its current state.
@@ -108,10 +107,6 @@ def subresource_integrity(data: bytes) -> str:
 
 def _static_imports(data: bytes) -> tuple[str, ...]:
     return tuple(modules.static_imports(data.decode("utf-8", "surrogateescape")))
-
-
-def is_module(name: str) -> bool:
-    return name.lower().endswith(MODULE_SUFFIXES)
 
 
 class _Page:
@@ -265,14 +260,7 @@ class _Page:
     def target(self, importer: str, specifier: str) -> str | None:
         """The static name ``specifier`` in module ``importer`` points at."""
         assert isinstance(self.storage, FreshStaticMixin)
-        if modules.is_url(specifier):
-            return None
-        if modules.is_bare(specifier):
-            target = modules.mapped(specifier, self.bare)
-            if target is None or modules.is_url(target):
-                return None
-            return locations.clean_name(target)
-        return self.storage.served_files.target(importer, specifier)
+        return self.storage.served_files.module_target(importer, specifier, self.bare)
 
     # -- the import map ----------------------------------------------------------
 
