@@ -123,12 +123,12 @@ class Site:
         path.write_text(text.replace(old, new))
 
     def start(
-        self, log: Path, freshstatic: dict[str, Any], *, checks: bool = True
+        self, log: Path, freshstatic: dict[str, Any]
     ) -> tuple[ServerProcess, str]:
         port = free_port()
         arguments = [
             sys.executable, "-m", "django", "runserver", "--noreload",
-            *([] if checks else ["--skip-checks"]), f"127.0.0.1:{port}",
+            f"127.0.0.1:{port}",
         ]  # fmt: skip
         server = ServerProcess(
             arguments,
@@ -319,9 +319,7 @@ def test_without_an_import_map_rewritten_imports_carry_their_version(
     site: Site, browser: Any, tmp_path: Path
 ) -> None:
     server, base = site.start(
-        tmp_path / "runserver.log",
-        {"REWRITE_IMPORTS": True, "LIVE": False},
-        checks=False,
+        tmp_path / "runserver.log", {"REWRITE_IMPORTS": True, "LIVE": False}
     )
     observer = Observer(browser)
     try:
