@@ -331,7 +331,9 @@ def test_a_name_pointing_at_other_bytes_is_dropped(store: VersionStore) -> None:
     assert store.find("b.js", sha(second), algorithm="sha256") is not None
 
 
-@pytest.mark.parametrize("content", [b"", b"not hex at all", b"../" * 30])
+@pytest.mark.parametrize(
+    "content", [b"", b"not hex at all", b"../" * 30, b"\xff\xfe" * 40]
+)
 def test_a_garbled_name_finds_nothing(store: VersionStore, content: bytes) -> None:
     data = b"x" * 50
     put(store, "a.js", data)

@@ -19,9 +19,9 @@ the same version write the same bytes under the same name, each through its
 own temporary file renamed into place, so no lock is needed and a reader
 never sees a partial file. Every read checks the bytes against their name,
 and the version's digest computed anew from them against ``v``, and drops an
-entry that does not match. The store is bounded by the bytes
-it holds and by the age of its entries (since last used), least recently
-used first out; pruning tolerates readers and writers in other processes.
+entry that does not match. The store is bounded by the bytes it holds and by
+the age of its entries (since last used), least recently used first out;
+pruning tolerates readers and writers in other processes.
 """
 
 from __future__ import annotations
@@ -486,8 +486,12 @@ def _digest(
 
 def _parse_ref(content: bytes) -> tuple[str, tuple[str, ...]]:
     """A version's name in the store: the SHA-256 of its bytes, and what it
-    covers beside them."""
-    sha256, _newline, rest = content.decode("utf-8", "surrogatepass").partition("\n")
+    covers beside them ("" for a garbled name, which names no bytes)."""
+    try:
+        text = content.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return "", ()
+    sha256, _newline, rest = text.partition("\n")
     return sha256, tuple(rest.split("\n")) if rest else ()
 
 
