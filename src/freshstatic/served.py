@@ -966,12 +966,8 @@ class ServedFiles:
         covered: dict[str, str] = {}
 
         def replace(reference: str) -> str:
-            if reference in targets:
-                target = targets[reference]
-            elif module:
-                target = self.module_target(sheet.name, reference, build.import_map)
-            else:
-                target = self.target(sheet.name, reference)
+            # The rewriters pass exactly the references their readers found.
+            target = targets[reference]
             if target is not None and target in build.done:
                 version = build.done[target]
             elif target is not None and self.covers_references(target):
