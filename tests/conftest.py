@@ -10,7 +10,7 @@ from django.core.cache import caches
 from django.test import override_settings
 
 from freshstatic import cache as freshcache
-from freshstatic import log, served
+from freshstatic import log, middleware, served
 from tests.utils import (
     _AUDIT_SINKS,
     APP_CSS_BYTES,
@@ -60,6 +60,7 @@ def _fresh_cache() -> Iterator[None]:
     freshcache.expire_all()
     log.forget()
     served.forget_versions()
+    middleware.forget_prepared()
     yield
     freshcache.expire_all()
 

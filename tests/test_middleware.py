@@ -821,3 +821,115 @@ def test_under_asgi_pages_get_the_live_client(served: StaticTree) -> None:
         response = async_to_sync(run)()
     assert b"freshstatic/live.js" in response.content
     assert response.content.index(b"live.js") < response.content.index(b"</body>")
+
+
+# -- responses made again from memory ----------------------------------------------
+
+
+def exchange(path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    response = get(path, **headers)
+    return response.status_code, dict(response.items()), response.content
+
+
+def test_a_response_is_made_again_from_memory_without_opening_anything(
+    served: StaticTree, opened_paths: list[str]
+) -> None:
+    served.write("css/site.css", b"body { color: red }\n" * 50)
+    url = FreshStaticFilesStorage().url("css/site.css")
+    first = exchange(url, **{"Accept-Encoding": "gzip"})
+    assert first[1]["Content-Encoding"] == "gzip"
+    opened_paths.clear()
+    again = exchange(url, **{"Accept-Encoding": "gzip"})
+    assert opened_paths == []  # one stat() of the file, no open()
+    assert again == first
+    # Another coding is another response, made once.
+    identity = exchange(url)
+    assert identity[2] == b"body { color: red }\n" * 50
+    assert identity[1]["ETag"] != first[1]["ETag"]
+
+
+def test_a_prepared_304_is_the_304_first_made(served: StaticTree) -> None:
+    served.write("js/app.js", b"console.log(1)")
+    url = FreshStaticFilesStorage().url("js/app.js")
+    etag = get(url)["ETag"]
+    first = exchange(url, **{"If-None-Match": etag})
+    again = exchange(url, **{"If-None-Match": etag})
+    listed = exchange(url, **{"If-None-Match": f'"other", {etag}'})
+    since = exchange(url, **{"If-Modified-Since": first[1]["Last-Modified"]})
+    assert first[0] == again[0] == listed[0] == 304
+    assert again == first == listed
+    assert since[0] == 304
+    # A tag that does not match gets the body, from memory too.
+    assert exchange(url, **{"If-None-Match": '"other"'})[2] == b"console.log(1)"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda path: path.write_bytes(b"let blue = 2;"), id="edit"),
+        pytest.param(
+            lambda path: os.utime(path, ns=(0, path.stat().st_mtime_ns + 2 * 10**9)),
+            id="touch",
+        ),
+    ],
+)
+def test_a_prepared_response_is_never_sent_for_a_changed_file(
+    served: StaticTree, edit: Any
+) -> None:
+    path = served.write("js/app.js", b"let red = 1;")
+    for _ in range(2):
+        assert get("/static/js/app.js").content == b"let red = 1;"
+    before = get("/static/js/app.js")["ETag"]
+    edit(path)
+    after = get("/static/js/app.js")
+    assert after.content == path.read_bytes()
+    assert after["Last-Modified"] == http_date(int(path.stat().st_mtime))
+    if path.read_bytes() != b"let red = 1;":
+        assert after["ETag"] != before
+
+
+def test_a_deleted_file_is_a_404_once_prepared(served: StaticTree) -> None:
+    path = served.write("gone.js", b"x")
+    for _ in range(2):
+        assert get("/static/gone.js").status_code == 200
+    path.unlink()
+    assert get("/static/gone.js").status_code == 404
+
+
+def test_a_changed_setting_makes_responses_anew(served: StaticTree) -> None:
+    served.write("css/site.css", b"body { color: red }" * 20)
+    headers = {"Accept-Encoding": "gzip"}
+    assert get("/static/css/site.css", **headers)["Content-Encoding"] == "gzip"
+    assert get("/static/css/site.css", **headers)["Content-Encoding"] == "gzip"
+    with override_settings(FRESHSTATIC={"COMPRESSION": []}):
+        assert "Content-Encoding" not in get("/static/css/site.css", **headers)
+    assert get("/static/css/site.css", **headers)["Content-Encoding"] == "gzip"
+
+
+def test_prepared_responses_are_bounded_in_bytes(
+    served: StaticTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freshstatic import middleware
+
+    monkeypatch.setattr(
+        middleware,
+        "_prepared",
+        middleware.BoundedCache(64 * 1024, middleware._Prepared.cost),
+    )
+    served.write("img/a.png", b"\x89PNG" + b"\0" * 4000)
+    # Every query string is another request: each takes its share.
+    for number in range(200):
+        response = get(f"/static/img/a.png?x={number}&pad={'p' * 1000}")
+        assert response.status_code == 200
+    assert 0 < middleware._prepared.bytes <= 64 * 1024
+    assert len(middleware._prepared) < 200
+
+
+def test_ranges_and_deltas_are_never_prepared(served: StaticTree) -> None:
+    served.write("js/app.js", b"0123456789")
+    for _ in range(2):
+        ranged = get("/static/js/app.js", Range="bytes=2-4")
+        assert ranged.status_code == 206
+        assert ranged.content == b"234"
+    assert get("/static/js/app.js").content == b"0123456789"
+    assert get("/static/js/app.js", Range="bytes=5-").content == b"56789"

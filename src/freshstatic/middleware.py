@@ -23,13 +23,16 @@ import functools
 import logging
 import mimetypes
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.files.storage import storages
+from django.core.signals import setting_changed
 from django.http import (
     FileResponse,
     HttpRequest,
@@ -37,6 +40,7 @@ from django.http import (
     HttpResponseBase,
     HttpResponseNotAllowed,
     HttpResponseNotFound,
+    HttpResponseNotModified,
 )
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.utils.http import (
@@ -48,7 +52,7 @@ from django.utils.http import (
 from freshstatic import compress, delta, live, locations, versions
 from freshstatic.conf import conf
 from freshstatic.log import warn_once
-from freshstatic.served import Served
+from freshstatic.served import BoundedCache, Dependency, Served
 from freshstatic.storage import FreshStaticMixin
 
 logger = logging.getLogger("freshstatic")
@@ -56,6 +60,14 @@ logger = logging.getLogger("freshstatic")
 IMMUTABLE_MAX_AGE_SECONDS = 365 * 24 * 60 * 60
 # The size of each read when a file is streamed.
 STREAM_CHUNK_BYTES = 64 * 1024
+
+# Responses made from memory are answered again from memory, after one
+# stat() of each file they were built from: what they take (bodies shared
+# with the versions kept), and how long before they are made anew.
+PREPARED_MAX_BYTES = 16 * 1024 * 1024
+PREPARED_SECONDS = 60.0
+# What one prepared response takes beside its body, its headers and its key.
+_PREPARED_OVERHEAD_BYTES = 512
 
 _Route = tuple[FreshStaticMixin, str]
 
@@ -81,6 +93,9 @@ class FreshStaticMiddleware:
             return live.events(request, asynchronous=self.is_async)
         if self.is_async:
             return self.__acall__(request)
+        prepared = _prepared_response(request)
+        if prepared is not None:
+            return prepared
         get_response = cast(
             Callable[[HttpRequest], HttpResponseBase], self.get_response
         )
@@ -111,10 +126,17 @@ class FreshStaticMiddleware:
             )
         # Resolving, hashing and reading files happen in a thread, never on
         # the event loop; so does every read of a streamed body.
-        response = await sync_to_async(self.serve, thread_sensitive=False)(
+        response = await sync_to_async(self._serve_again, thread_sensitive=False)(
             request, storage, name
         )
         return _streamed_asynchronously(response)
+
+    def _serve_again(
+        self, request: HttpRequest, storage: FreshStaticMixin, name: str
+    ) -> HttpResponseBase:
+        """serve(), from memory when the response is prepared already."""
+        prepared = _prepared_response(request)
+        return self.serve(request, storage, name) if prepared is None else prepared
 
     def route(self, request: HttpRequest) -> HttpResponseBase | _Route | None:
         """
@@ -169,14 +191,23 @@ class FreshStaticMiddleware:
             )
             return HttpResponseNotFound()
         # An older version the store keeps, when v names one.
+        current = served
         served = versions.older(served, storage.served_files, name, version)
         if served is None:
             return HttpResponseNotFound()
         try:
-            return self.respond(request, storage, name, version, served)
+            response = self.respond(request, storage, name, version, served)
         except BaseException:
             served.close()
             raise
+        if served is current and (
+            not version
+            or version == served.digest[: storage.hash_length]
+            # Else another process may store the version asked for later.
+            or versions.store() is None
+        ):
+            _prepare(request, storage, name, state.generation, served, response)
+        return response
 
     def respond(
         self,
@@ -354,6 +385,173 @@ class FreshStaticMiddleware:
         if mtime is not None and (conditional or "Last-Modified" not in response):
             response["Last-Modified"] = http_date(int(mtime))
         return response
+
+
+# -- prepared responses ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A response made from memory, to make again while its files hold."""
+
+    # The settings it was made under (see _settings_changed).
+    epoch: int
+    deadline: float
+    files: tuple[Dependency, ...]
+    etag: str
+    last_modified: int | None
+    # The full response's headers and body; the 304's headers.
+    ok: tuple[tuple[tuple[str, str], ...], bytes] | None
+    not_modified: tuple[tuple[str, str], ...] | None
+    key_bytes: int
+
+    def cost(self) -> int:
+        headers = (self.ok[0] if self.ok else ()) + (self.not_modified or ())
+        return (
+            _PREPARED_OVERHEAD_BYTES
+            + self.key_bytes
+            + (len(self.ok[1]) if self.ok else 0)
+            + sum(len(name) + len(value) for name, value in headers)
+            + sum(len(path) for path, _identity in self.files)
+        )
+
+
+_prepared: BoundedCache[_Prepared] = BoundedCache(PREPARED_MAX_BYTES, _Prepared.cost)
+_epoch = 0
+
+
+def _prepared_key(request: HttpRequest) -> tuple[str, str, str, str] | None:
+    """
+    What a response made from memory depends on in ``request``; None when
+    it is made each time (byte ranges, deltas, If-Match).
+    """
+    method = request.method
+    if method != "GET" and method != "HEAD":
+        return None
+    meta = request.META
+    if (
+        "HTTP_RANGE" in meta
+        or "HTTP_AVAILABLE_DICTIONARY" in meta
+        or "HTTP_IF_MATCH" in meta
+        or "HTTP_IF_UNMODIFIED_SINCE" in meta
+    ):
+        return None
+    return (
+        method,
+        request.path,
+        meta.get("QUERY_STRING", ""),
+        meta.get("HTTP_ACCEPT_ENCODING", ""),
+    )
+
+
+def _prepared_response(request: HttpRequest) -> HttpResponseBase | None:
+    """The response to ``request`` made again from memory, or None."""
+    key = _prepared_key(request)
+    if key is None:
+        return None
+    storage = storages["staticfiles"]
+    if not isinstance(storage, FreshStaticMixin):
+        return None
+    entry = _prepared.get((*key, storage.hash_cache.refresh().generation))
+    if entry is None or entry.epoch != _epoch or entry.deadline < time.monotonic():
+        return None
+    for path, identity in entry.files:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        if locations.file_identity(info) != identity:
+            return None
+    meta = request.META
+    if meta.get("HTTP_IF_NONE_MATCH") == entry.etag and entry.not_modified:
+        # The client has this very entity: what get_conditional_response()
+        # answers, without parsing.
+        return _with_headers(HttpResponseNotModified(), entry.not_modified)
+    if "HTTP_IF_NONE_MATCH" in meta or "HTTP_IF_MODIFIED_SINCE" in meta:
+        conditional = get_conditional_response(
+            request, etag=entry.etag, last_modified=entry.last_modified
+        )
+        if conditional is not None:
+            if conditional.status_code != 304 or entry.not_modified is None:
+                return None
+            return _with_headers(conditional, entry.not_modified)
+    if entry.ok is None:
+        return None
+    headers, body = entry.ok
+    return _with_headers(HttpResponse(body), headers)
+
+
+def _with_headers(
+    response: HttpResponseBase, headers: tuple[tuple[str, str], ...]
+) -> HttpResponseBase:
+    for name, value in headers:
+        response[name] = value
+    return response
+
+
+def _prepare(
+    request: HttpRequest,
+    storage: FreshStaticMixin,
+    name: str,
+    generation: str | None,
+    served: Served,
+    response: HttpResponseBase,
+) -> None:
+    """Keep ``response`` (of the current version) to make it again."""
+    key = _prepared_key(request)
+    status = response.status_code
+    if key is None or status not in (200, 304) or response.streaming:
+        return
+    etag = response.get("ETag")
+    if etag is None:
+        return
+    # Every file the body was built from, as the digest describes them.
+    version = storage.served_files.version(name, generation, None)
+    if version is None or version.digest != served.digest or not version.files():
+        return
+    headers = tuple(response.items())
+    full_key = (*key, generation)
+    kept = _prepared.get(full_key)
+    if kept is None or kept.etag != etag or kept.files != version.files():
+        kept = _Prepared(
+            epoch=_epoch,
+            deadline=time.monotonic() + PREPARED_SECONDS,
+            files=version.files(),
+            etag=etag,
+            last_modified=parse_http_date_safe(response.get("Last-Modified") or ""),
+            ok=None,
+            not_modified=None,
+            key_bytes=sum(len(part) for part in key),
+        )
+    if status == 200:
+        kept = replace(kept, ok=(headers, cast(HttpResponse, response).content))
+    else:
+        kept = replace(kept, not_modified=headers)
+    _prepared.put(full_key, kept)
+
+
+def forget_prepared() -> None:
+    """Drop every prepared response (made anew at the next request)."""
+    _prepared.clear()
+
+
+def _settings_changed(**kwargs: Any) -> None:
+    # Any setting may change what a response is (STATIC_URL, STORAGES,
+    # FRESHSTATIC, DEBUG, MIDDLEWARE...): entries made before are not used.
+    global _epoch
+    _epoch += 1
+    _prepared.clear()
+
+
+setting_changed.connect(_settings_changed)
+
+
+def _reset_after_fork() -> None:
+    _prepared.reset_lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def static_prefix() -> str | None:
