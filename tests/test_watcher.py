@@ -357,7 +357,7 @@ def test_a_burst_of_writes_is_one_batch(
             static_tree.write(f"burst/{index % 10}.css", f"write {index}".encode())
         static_tree.write("burst/done.css", b"done")
         wait_for(
-            lambda: "burst/done.css" in watcher._pending,
+            lambda: "burst/done.css" in watcher.pending,
             timeout=TIMEOUT,
             message="the last write to be queued",
         )
@@ -410,7 +410,7 @@ def test_stop_flushes_the_waiting_batch(
     watcher = Watcher(debounce=3600, max_batch_seconds=3600)
     watcher.start()
     static_tree.write("late.css", b"late")
-    wait_for(lambda: watcher._pending, timeout=TIMEOUT, message="the queued event")
+    wait_for(lambda: watcher.pending, timeout=TIMEOUT, message="the queued event")
     watcher.stop()
     assert batches.until("late.css")
 
@@ -627,7 +627,7 @@ def test_a_dead_observer_is_restarted(
     watcher = Watcher(debounce=0.05, supervise_seconds=0.05)
     watcher.start()
     try:
-        observer = watcher._observer
+        observer = watcher.observer
         assert observer is not None
         # As if it had died (under a tracer, a thread can die starting up).
         dying = (
@@ -639,7 +639,7 @@ def test_a_dead_observer_is_restarted(
             dying.stop()
             # Published once the new observer watches.
             wait_for(
-                lambda: watcher._observer not in (None, observer),
+                lambda: watcher.observer not in (None, observer),
                 timeout=TIMEOUT,
                 message="restart",
             )
@@ -681,9 +681,9 @@ def test_a_root_deleted_and_recreated_is_watched_again(
 def test_start_is_idempotent_and_stop_joins(static_tree: StaticTree) -> None:
     watcher = Watcher()
     watcher.start()
-    supervisor, observer = watcher._supervisor, watcher._observer
+    supervisor, observer = watcher.supervisor, watcher.observer
     watcher.start()
-    assert (watcher._supervisor, watcher._observer) == (supervisor, observer)
+    assert (watcher.supervisor, watcher.observer) == (supervisor, observer)
     watcher.stop()
     assert supervisor is not None
     assert observer is not None

@@ -190,6 +190,22 @@ class Watcher:
     def running(self) -> bool:
         return self._supervisor is not None and self._supervisor.is_alive()
 
+    @property
+    def pending(self) -> frozenset[str]:
+        """The names changed since the last batch, waiting for the next."""
+        with self._batch_lock:
+            return frozenset(self._pending)
+
+    @property
+    def observer(self) -> BaseObserver | None:
+        """The watchdog observer watching now (replaced when it dies), or None."""
+        return self._observer
+
+    @property
+    def supervisor(self) -> threading.Thread | None:
+        """The thread that starts, checks and restarts the observer, or None."""
+        return self._supervisor
+
     def start(self) -> None:
         with self._lock:
             if self.running:
