@@ -933,3 +933,21 @@ def test_ranges_and_deltas_are_never_prepared(served: StaticTree) -> None:
         assert ranged.content == b"234"
     assert get("/static/js/app.js").content == b"0123456789"
     assert get("/static/js/app.js", Range="bytes=5-").content == b"56789"
+
+
+def test_a_prepared_response_is_made_anew_in_time_and_kept_again(
+    served: StaticTree, opened_paths: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freshstatic import middleware
+
+    served.write("js/app.js", b"let a = 1;")
+    clock = [1000.0]
+    monkeypatch.setattr(middleware, "monotonic", lambda: clock[0])
+    first = exchange("/static/js/app.js")
+    clock[0] += middleware.PREPARED_SECONDS + 1
+    opened_paths.clear()
+    assert exchange("/static/js/app.js") == first
+    assert opened_paths != []  # expired: made anew, from the file
+    opened_paths.clear()
+    assert exchange("/static/js/app.js") == first
+    assert opened_paths == []  # ...and kept for as long again

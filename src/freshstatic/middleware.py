@@ -23,9 +23,9 @@ import functools
 import logging
 import mimetypes
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from time import monotonic
 from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
@@ -453,7 +453,7 @@ def _prepared_response(request: HttpRequest) -> HttpResponseBase | None:
     if not isinstance(storage, FreshStaticMixin):
         return None
     entry = _prepared.get((*key, storage.hash_cache.refresh().generation))
-    if entry is None or entry.epoch != _epoch or entry.deadline < time.monotonic():
+    if entry is None or entry.epoch != _epoch or entry.deadline < monotonic():
         return None
     for path, identity in entry.files:
         try:
@@ -511,12 +511,20 @@ def _prepare(
         return
     headers = tuple(response.items())
     full_key = (*key, generation)
+    files = version.files()
+    now = monotonic()
     kept = _prepared.get(full_key)
-    if kept is None or kept.etag != etag or kept.files != version.files():
+    if (
+        kept is None
+        or kept.epoch != _epoch
+        or kept.deadline < now  # made anew: kept anew, for as long again
+        or kept.etag != etag
+        or kept.files != files
+    ):
         kept = _Prepared(
             epoch=_epoch,
-            deadline=time.monotonic() + PREPARED_SECONDS,
-            files=version.files(),
+            deadline=now + PREPARED_SECONDS,
+            files=files,
             etag=etag,
             last_modified=parse_http_date_safe(response.get("Last-Modified") or ""),
             ok=None,
