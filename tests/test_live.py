@@ -880,8 +880,9 @@ def test_under_uvicorn_open_pages_take_no_worker(tmp_path: Path) -> None:
         return json.loads(line[len(b"data: ") :])  # type: ignore[no-any-return]
 
     try:
-        server.wait_output("Application startup complete", timeout=90)
         server.wait_output("Watching", timeout=90)
+        # Listening: uvicorn binds its socket after the application's start-up.
+        server.wait_output("Uvicorn running on", timeout=90)
         streams = []
         for _ in range(pages):
             connection = connect()
