@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from io import StringIO
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from django.core.cache import caches
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
+import freshstatic.storage
 from freshstatic.storage import FreshStaticFilesStorage
 from tests.utils import (
     APP_CSS_BYTES,
@@ -216,3 +218,29 @@ def test_commands_refuse_a_storage_that_is_not_freshstatic(
         ),
     ):
         call_command(command, *args, stdout=StringIO(), stderr=StringIO())
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_all_never_reads_a_symlink_out_of_the_roots(
+    static_tree: StaticTree,
+    tmp_path: Path,
+    opened_paths: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    workers: str,
+) -> None:
+    monkeypatch.setattr(freshstatic.storage, "FORK_MIN_NAMES", 2)
+    static_tree.write("a.css", b"a")
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"secret")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "b.css").write_bytes(b"secret too")
+    os.symlink(secret, static_tree.plain / "link.css")
+    os.symlink(elsewhere, static_tree.plain / "linked")
+    opened_paths.clear()
+    with pytest.raises(CommandError, match=r"^2 of \d+ names could not be found"):
+        run("--all", f"--workers={workers}")
+    outside = {str(secret), str(elsewhere / "b.css")}
+    assert [path for path in opened_paths if os.path.realpath(path) in outside] == []
+    out, _ = run("--json", "a.css")
+    assert json.loads(out) == {"a.css": f"/static/a.css?v={sha(b'a')}"}

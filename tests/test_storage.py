@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import django
 import pytest
@@ -15,6 +17,8 @@ from django.template import Context, Template
 from django.test import override_settings
 
 import freshstatic
+import freshstatic.storage
+from freshstatic import locations
 from freshstatic.storage import FreshStaticFilesStorage, FreshStaticMixin
 from tests.utils import StaticTree, run_python, sha
 
@@ -441,3 +445,152 @@ def test_single_storage_finders_are_static_roots(tmp_path: Path) -> None:
         assert (
             FreshStaticFilesStorage().url("m.css") == f"/static/m.css?v={sha(b'media')}"
         )
+
+
+def many_files(static_tree: StaticTree, count: int) -> dict[str, bytes]:
+    files = {f"d{index % 7}/f{index}.png": b"x" * index for index in range(count)}
+    for name, data in files.items():
+        static_tree.write(name, data)
+    return files
+
+
+def expected_digests(files: dict[str, bytes]) -> dict[str, str]:
+    return {name: sha(data, 64) for name, data in files.items()}
+
+
+# hash_names() forks only in a process with no other thread, which a test
+# session is not once a test has left one: run it in a fresh process.
+HASH_IN_PROCESSES = """
+import json, os, pickle, sys
+import django
+django.setup()
+import freshstatic.storage
+from freshstatic import locations
+from freshstatic.storage import FreshStaticFilesStorage
+
+freshstatic.storage.FORK_MIN_NAMES = 2
+children = []
+fork = os.fork
+parent = os.getpid()
+
+def counted():
+    if sys.argv[1] == "refused":
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    pid = fork()
+    if pid:
+        children.append(pid)
+    return pid
+
+os.fork = counted
+if sys.argv[1] == "failing":
+    dump = pickle.dump
+
+    def dump_in_parent_only(*args, **kwargs):
+        if os.getpid() != parent:
+            raise MemoryError  # the child dies before handing anything back
+        dump(*args, **kwargs)
+
+    pickle.dump = dump_in_parent_only
+storage = FreshStaticFilesStorage()
+listing = locations.list_files(storage)
+done = []
+digests = storage.hash_names(
+    [*listing.paths, "missing.css"],
+    workers=3,
+    progress=done.append,
+    paths=listing.paths,
+    inodes=listing.inodes,
+)
+state = storage.hash_cache.refresh()
+keys = {storage.served_files.shared_key(name, False): name for name in digests}
+cached = storage.hash_cache.get_many(state, keys)
+print(json.dumps({
+    "children": len(children),
+    "digests": digests,
+    "done": sum(done),
+    "cached": {keys[key]: digest for key, (digest, _files) in cached.items()},
+}))
+"""
+
+
+def hash_in_processes(static_tree: StaticTree, mode: str) -> dict[str, Any]:
+    result = run_python(
+        ["-c", HASH_IN_PROCESSES, mode],
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def test_hash_names_in_worker_processes(static_tree: StaticTree) -> None:
+    files = many_files(static_tree, 40)
+    report = hash_in_processes(static_tree, "ok")
+    assert report["children"] == 2
+    digests = report["digests"]
+    assert {name: digests[name] for name in files} == expected_digests(files)
+    assert digests["missing.css"] is None
+    assert report["done"] == len(digests)
+    # Into this process's cache, whichever process hashed them.
+    cached = report["cached"]
+    assert {name: cached[name] for name in files} == expected_digests(files)
+
+
+@pytest.mark.parametrize("mode", ["failing", "refused"])
+def test_a_worker_process_that_fails_or_cannot_start_is_made_up_for(
+    static_tree: StaticTree, mode: str
+) -> None:
+    files = many_files(static_tree, 20)
+    report = hash_in_processes(static_tree, mode)
+    assert report["children"] == (2 if mode == "failing" else 0)
+    digests = report["digests"]
+    assert {name: digests[name] for name in files} == expected_digests(files)
+    assert report["done"] == len(digests)
+
+
+def test_hash_names_uses_threads_while_another_thread_runs(
+    static_tree: StaticTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = many_files(static_tree, 20)
+    monkeypatch.setattr(freshstatic.storage, "FORK_MIN_NAMES", 2)
+    forks: list[int] = []
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        digests = FreshStaticFilesStorage().hash_names(files, workers=2)
+    finally:
+        stop.set()
+        other.join()
+    assert forks == []
+    assert digests == expected_digests(files)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_folder_swapped_for_a_symlink_after_the_listing_is_never_read(
+    static_tree: StaticTree,
+    tmp_path: Path,
+    opened_paths: list[str],
+    caplog: pytest.LogCaptureFixture,
+    workers: int,
+) -> None:
+    static_tree.write("css/a.css", b"listed")
+    static_tree.write("b.css", b"b")
+    storage = FreshStaticFilesStorage()
+    listing = locations.list_files(storage)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.css").write_bytes(b"secret")
+    (static_tree.plain / "css").rename(tmp_path / "old-css")
+    os.symlink(elsewhere, static_tree.plain / "css")
+    opened_paths.clear()
+    with caplog.at_level(logging.WARNING, logger="freshstatic"):
+        digests = storage.hash_names(
+            listing.paths, workers=workers, paths=listing.paths, inodes=listing.inodes
+        )
+    assert digests["css/a.css"] is None
+    assert digests["b.css"] == sha(b"b", 64)
+    assert [path for path in opened_paths if "elsewhere" in path] == []
+    assert "outside the static locations" in caplog.text

@@ -10,11 +10,18 @@ from typing import IO
 CHUNK_BYTES = 1024 * 1024
 
 
-def hash_stream(stream: IO[bytes], algorithm: str = "sha256") -> str:
-    """Return the hex digest of everything left in ``stream``, read in chunks."""
+def hash_stream(
+    stream: IO[bytes], algorithm: str = "sha256", size: int | None = None
+) -> str:
+    """
+    Return the hex digest of everything left in ``stream``, read in chunks.
+    ``size``: how many bytes are expected, if known (a file's size), so that
+    a small file is read in one chunk of its own size, not a megabyte's.
+    """
     hasher = hashlib.new(algorithm)
     read = stream.read
-    while chunk := read(CHUNK_BYTES):
+    chunk_bytes = CHUNK_BYTES if size is None else max(1, min(CHUNK_BYTES, size + 1))
+    while chunk := read(chunk_bytes):
         hasher.update(chunk)
     return hasher.hexdigest()
 

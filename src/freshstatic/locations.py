@@ -9,22 +9,33 @@ staticfiles finders. Nothing here reads a file.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import functools
 import os
 import posixpath
+import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import PureWindowsPath
 from typing import IO
 
 from django.apps import apps
 from django.contrib.staticfiles import utils
-from django.contrib.staticfiles.finders import BaseFinder, get_finders
+from django.contrib.staticfiles.finders import (
+    AppDirectoriesFinder,
+    BaseFinder,
+    FileSystemFinder,
+    get_finders,
+)
 from django.core.exceptions import ImproperlyConfigured
-from django.core.files.storage import Storage
+from django.core.files.storage import FileSystemStorage, Storage
 
 # collectstatic's defaults, used when the staticfiles app config has none.
 DEFAULT_IGNORE_PATTERNS = ["CVS", ".*", "*~"]
+
+# (device, inode) of a file.
+Inode = tuple[int, int]
 
 
 def clean_name(name: str) -> str | None:
@@ -172,6 +183,37 @@ def open_within(path: str, roots: Iterable[str]) -> IO[bytes]:
 
 
 _O_PATH = getattr(os, "O_PATH", 0) if os.path.isdir("/proc/self/fd") else 0
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_listed(path: str, inode: Inode) -> IO[bytes] | None:
+    """
+    Open ``path`` for reading if it is still the regular file ``inode`` that
+    a listing found inside the static roots (``Listing.inodes``); else None,
+    and open_within() decides. Cheaper than open_within(): no path resolved.
+
+    As in open_within(), the file is first opened with O_PATH (which reads
+    nothing), here without following a final symlink, and opened for reading
+    through that descriptor only if it is that very file: had a folder on
+    its path been swapped for a symlink since the listing, the descriptor is
+    another file's, and nothing is read.
+    """
+    if not _O_PATH:  # pragma: no cover (CI runs on Linux)
+        return None
+    try:
+        handle = os.open(path, _O_PATH | _O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # gone since the listing
+        return None
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != inode:
+            return None
+        descriptor = os.open(
+            f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+        )
+    finally:
+        os.close(handle)
+    return os.fdopen(descriptor, "rb")
 
 
 def first_match(name: str) -> str | None:
@@ -201,28 +243,170 @@ def all_files(storage: Storage) -> dict[str, str | None]:
     storage holds it remotely): the storage's own files, then the finders'
     first matches, in the order the finders search.
     """
+    return list_files(storage).paths
+
+
+@dataclass
+class Listing:
+    """Every static name, where it resolves to, and what was found there."""
+
+    # Each name's local file (None when the storage holds it remotely).
+    paths: dict[str, str | None] = field(default_factory=dict)
+    # (device, inode) of the names found as regular files, each reached from
+    # its root through real folders only (no symlink): see open_listed().
+    inodes: dict[str, Inode] = field(default_factory=dict)
+
+    def add(self, name: str, path: str | None, inode: Inode | None = None) -> None:
+        """Add ``name`` unless listed already (the first match wins)."""
+        if os.sep != "/":  # pragma: no cover (POSIX CI)
+            name = name.replace(os.sep, "/")
+        if name not in self.paths:
+            self.paths[name] = path
+            if inode is not None:
+                self.inodes[name] = inode
+
+
+def list_files(storage: Storage) -> Listing:
+    """
+    ``all_files()``, and the identity of each regular file listed. A local
+    folder is walked by descriptors, as collectstatic would list it.
+    """
     patterns = ignore_patterns()
-    files: dict[str, str | None] = {}
-    own: Iterable[str] = ()
+    listing = Listing()
     location = storage_location(storage)
     # A remote storage has no local folder: ask it for its listing.
     if location is None or os.path.isdir(location):
         try:
-            own = list(utils.get_files(storage, patterns))
+            _list_storage(listing, storage, "", patterns)
         except (ImproperlyConfigured, NotImplementedError, OSError):
-            own = ()
-    for path in own:
-        name = path.replace(os.sep, "/")
-        if name not in files:
-            files[name] = _local_path(storage, path)
+            listing = Listing()  # none of the storage's own, as collectstatic
     for finder in get_finders():
-        for path, finder_storage in finder.list(patterns):
-            prefix = getattr(finder_storage, "prefix", None)
+        storages = _finder_storages(finder)
+        if storages is None:
+            for path, finder_storage in finder.list(patterns):
+                prefix = getattr(finder_storage, "prefix", None)
+                name = posixpath.join(prefix, path) if prefix else path
+                listing.add(name, _local_path(finder_storage, path))
+            continue
+        for finder_storage in storages:
+            prefix = getattr(finder_storage, "prefix", None) or ""
+            _list_storage(listing, finder_storage, prefix, patterns)
+    return listing
+
+
+def _finder_storages(finder: BaseFinder) -> list[Storage] | None:
+    """
+    The storages Django's own finders list, in their order (the folders that
+    exist); None for another finder, which lists itself.
+    """
+    if type(finder) is FileSystemFinder:
+        return [
+            finder.storages[root]
+            for _prefix, root in finder.locations
+            if os.path.isdir(root)
+        ]
+    if type(finder) is AppDirectoriesFinder:
+        return [storage for storage in finder.storages.values() if storage.exists("")]
+    return None
+
+
+def _list_storage(
+    listing: Listing, storage: Storage, prefix: str, patterns: list[str]
+) -> None:
+    location = _walkable_folder(storage)
+    if location is None:
+        for path in utils.get_files(storage, patterns):
             name = posixpath.join(prefix, path) if prefix else path
-            name = name.replace(os.sep, "/")
-            if name not in files:
-                files[name] = _local_path(finder_storage, path)
-    return files
+            listing.add(name, _local_path(storage, path))
+        return
+    for path, inode in _walk(location, patterns):
+        name = posixpath.join(prefix, path) if prefix else path
+        listing.add(name, os.path.join(location, path), inode)
+
+
+def _walkable_folder(storage: Storage) -> str | None:
+    """
+    The folder of ``storage`` if it lists and resolves names as
+    FileSystemStorage does (so that walking the folder lists it), else None.
+    """
+    kind = storage.__class__  # the wrapped class of a lazy storage too
+    if (
+        _O_NOFOLLOW
+        and isinstance(storage, FileSystemStorage)
+        and kind.listdir is FileSystemStorage.listdir
+        and kind.path is FileSystemStorage.path
+        and storage.base_location
+    ):
+        return os.path.abspath(storage.location)
+    return None
+
+
+def _walk(root: str, patterns: list[str]) -> Iterator[tuple[str, Inode | None]]:
+    """
+    What ``utils.get_files()`` lists under ``root`` (the same names in the
+    same order), each file with its (device, inode) when it is a regular
+    file reached through real folders only. Each folder is opened by
+    descriptor, relative to its parent and without following a symlink, so
+    that a folder swapped for a symlink meanwhile is never taken for the one
+    listed. Symlinked folders are listed as Django lists them, their files
+    with no identity: open_within() confines those.
+    """
+    descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    ignored = _ignored(tuple(patterns)).match
+    yield from _walk_folder(root, patterns, ignored, "", descriptor)
+
+
+def _walk_folder(
+    root: str,
+    patterns: list[str],
+    ignored: Callable[[str], object],
+    relative: str,
+    descriptor: int,
+) -> Iterator[tuple[str, Inode | None]]:
+    """The files under the folder open as ``descriptor``, which this closes."""
+    try:
+        device = os.fstat(descriptor).st_dev
+        folders: list[tuple[str, bool]] = []
+        with os.scandir(descriptor) as entries:
+            for entry in entries:
+                name = entry.name
+                if entry.is_dir():  # a symlink to a folder too, as in Django
+                    folders.append((name, entry.is_dir(follow_symlinks=False)))
+                    continue
+                # The name, then the path (as get_files() matches them).
+                path = relative + name
+                if ignored(name) or (relative and ignored(path)):
+                    continue
+                regular = entry.is_file(follow_symlinks=False)
+                yield path, (device, entry.inode()) if regular else None
+        for name, real in folders:
+            if ignored(name):
+                continue
+            path = relative + name
+            child = None
+            if real:
+                try:
+                    child = os.open(
+                        name,
+                        os.O_RDONLY | os.O_DIRECTORY | _O_NOFOLLOW | os.O_CLOEXEC,
+                        dir_fd=descriptor,
+                    )
+                except OSError:  # swapped for a symlink since: no identities
+                    child = None
+            if child is not None:
+                yield from _walk_folder(root, patterns, ignored, path + os.sep, child)
+            else:
+                storage = FileSystemStorage(location=root)
+                for found in utils.get_files(storage, patterns, path):
+                    yield found, None
+    finally:
+        os.close(descriptor)
+
+
+@functools.lru_cache(maxsize=8)
+def _ignored(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One expression matching what any of ``patterns`` matches (fnmatchcase)."""
+    return re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns))
 
 
 def _local_path(storage: Storage, name: str) -> str | None:

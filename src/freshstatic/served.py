@@ -409,8 +409,10 @@ class ServedFiles:
         """
         return _release(locations.real_roots(locations.allowed_roots(self.storage)))
 
-    def shared_key(self, name: str, rewritten: bool) -> str:
-        return f"{_kind(name, rewritten)}:{self.algorithm}:{self.release()}:{name}"
+    def shared_key(self, name: str, rewritten: bool, release: str | None = None) -> str:
+        """The key of ``name`` in the shared cache (``release``: self.release())."""
+        release = self.release() if release is None else release
+        return f"{_kind(name, rewritten)}:{self.algorithm}:{release}:{name}"
 
     def _version_key(self, name: str, rewritten: bool) -> tuple[object, ...]:
         """Where the version of ``name`` is kept in this process."""
@@ -425,12 +427,14 @@ class ServedFiles:
         shared: SharedDigests | None = None,
         *,
         path: str | None = None,
+        inode: locations.Inode | None = None,
     ) -> Version | None:
         """
         The current version of clean ``name``, or None if nothing is served
         for it. Never raises: a file that cannot be read is logged once.
         ``path``: the local file ``name`` resolves to, when already known
-        (from a listing of the static folders); it is still confined.
+        (from a listing of the static folders); it is still confined, by
+        ``inode`` when the listing found it there (``locations.open_listed``).
         """
         if self.is_ignored(name):
             return None
@@ -441,7 +445,8 @@ class ServedFiles:
             kind, location = source
             if kind == "storage":
                 return self._remote(name, epoch, shared)
-            with self._open(location) as stream:
+            listed = inode if path is not None else None
+            with self._open(location, listed) as stream:
                 return self._local(name, location, stream, epoch, shared)
         except locations.NotAFile:
             return None  # a folder or a device where a file was expected
@@ -463,8 +468,11 @@ class ServedFiles:
             )
         return None
 
-    def _open(self, path: str) -> IO[bytes]:
-        return locations.open_within(path, locations.allowed_roots(self.storage))
+    def _open(self, path: str, inode: locations.Inode | None = None) -> IO[bytes]:
+        stream = None if inode is None else locations.open_listed(path, inode)
+        if stream is None:
+            stream = locations.open_within(path, locations.allowed_roots(self.storage))
+        return stream
 
     def _remote(
         self, name: str, epoch: str | None, shared: SharedDigests | None
@@ -536,9 +544,8 @@ class ServedFiles:
             if rewritten:
                 version = self._build(name, path, stream, info, epoch)
             else:
-                version = Version(
-                    name, path, identity, hash_stream(stream, self.algorithm)
-                )
+                digest = hash_stream(stream, self.algorithm, info.st_size)
+                version = Version(name, path, identity, digest)
             if locations.file_identity(os.fstat(stream.fileno())) == identity:
                 _versions.put(key, version)  # else changed while read: keep none
             return version

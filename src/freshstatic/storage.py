@@ -8,13 +8,16 @@ memoises final URLs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import pickle
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 from django.apps import apps
@@ -37,7 +40,7 @@ from freshstatic.conf import (
     version_in_error,
 )
 from freshstatic.log import warn_once
-from freshstatic.served import ServedFiles, Version, with_version
+from freshstatic.served import Dependency, ServedFiles, with_version
 
 if TYPE_CHECKING:
     from django.core.files.storage import Storage
@@ -47,6 +50,10 @@ else:
     _Base = object
 
 logger = logging.getLogger("freshstatic")
+
+# From how many names on hash_names() uses worker processes (when it may
+# fork): below, starting them costs more than it saves.
+FORK_MIN_NAMES = 500
 
 
 class FreshStaticMixin(_Base):
@@ -149,13 +156,14 @@ class FreshStaticMixin(_Base):
         workers: int | None = None,
         progress: Callable[[int], None] | None = None,
         paths: Mapping[str, str | None] | None = None,
+        inodes: Mapping[str, locations.Inode] | None = None,
     ) -> dict[str, str | None]:
         """
         Like ``hash_names()``, and return each name's URL (None for a name
         with no file).
         """
         digests = self.hash_names(
-            names, workers=workers, progress=progress, paths=paths
+            names, workers=workers, progress=progress, paths=paths, inodes=inodes
         )
         return {
             name: self._hashed_url(name, digest) if digest else None
@@ -169,16 +177,18 @@ class FreshStaticMixin(_Base):
         workers: int | None = None,
         progress: Callable[[int], None] | None = None,
         paths: Mapping[str, str | None] | None = None,
+        inodes: Mapping[str, locations.Inode] | None = None,
     ) -> dict[str, str | None]:
         """
-        Hash many files at once, in ``workers`` threads (one per core by
-        default), and store the hashes in the cache; return each name's full
-        hex digest, or None for a name with no file. ``progress(n)`` is called
-        as files are done. ``paths``: the local file of some names, already
-        known from a listing (``locations.all_files()``), so that they are
-        not resolved again.
+        Hash many files at once, on ``workers`` cores (all by default), and
+        store the hashes in the cache; return each name's full hex digest, or
+        None for a name with no file. ``progress(n)`` is called as files are
+        done. ``paths`` and ``inodes``: what a listing of the static folders
+        (``locations.list_files()``) found for some names, so that they are
+        neither resolved nor confined again.
         """
         known = paths or {}
+        listed = inodes or {}
         state = self.hash_cache.refresh()
         wanted = list(dict.fromkeys(names))
         clean = {name: locations.clean_name(name) for name in wanted}
@@ -186,36 +196,52 @@ class FreshStaticMixin(_Base):
         digests: dict[str, str | None] = dict.fromkeys(wanted)
         if progress is not None and len(wanted) > len(todo):
             progress(len(wanted) - len(todo))
-        # hashlib and file reads release the GIL, so threads use every core;
-        # one long task per thread keeps the pool's own overhead out of it.
-        threads = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-        chunks = [todo[index::threads] for index in range(threads)]
-        progress_lock = threading.Lock()
         files = self.served_files
+        release = files.release()
+        generation = state.generation
 
-        def hash_chunk(chunk: list[str]) -> list[tuple[str, Version | None]]:
-            results = []
+        progress_lock = threading.Lock()
+
+        def hash_chunk(chunk: list[str], report: bool = True) -> list[_Hashed]:
+            results: list[_Hashed] = []
             for name in chunk:
                 version = files.version(
-                    str(clean[name]), state.generation, path=known.get(name)
+                    str(clean[name]),
+                    generation,
+                    path=known.get(name),
+                    inode=listed.get(name),
                 )
-                results.append((name, version))
-                if progress is not None:
+                if version is None:
+                    results.append((name, None, "", ()))
+                else:
+                    key = files.shared_key(version.name, version.rewritten, release)
+                    results.append((name, version.digest, key, version.files()))
+                if progress is not None and report:
                     with progress_lock:
                         progress(1)
             return results
 
-        computed = {}
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            for results in pool.map(hash_chunk, chunks):
-                for name, version in results:
-                    if version is not None:
-                        digests[name] = version.digest
-                        computed[files.shared_key(version.name, version.rewritten)] = (
-                            version.digest,
-                            version.files(),
-                        )
-        self.hash_cache.set_many(state, computed)
+        def store(results: list[_Hashed]) -> None:
+            computed = {}
+            for name, digest, key, dependencies in results:
+                if digest is not None:
+                    digests[name] = digest
+                    computed[key] = (digest, dependencies)
+            self.hash_cache.set_many(state, computed)
+
+        count = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+        # One long task per worker keeps the pool's own overhead out of it.
+        chunks = [todo[index::count] for index in range(count)]
+        if count == 1:
+            store(hash_chunk(todo))
+        elif len(todo) >= FORK_MIN_NAMES and _can_fork():
+            # Most of the work per file is Python, which threads would take
+            # turns at: worker processes use every core.
+            _in_processes(chunks, hash_chunk, store, progress)
+        else:
+            with ThreadPoolExecutor(max_workers=count) as pool:
+                done = pool.map(hash_chunk, chunks)
+                store([result for results in done for result in results])
         return digests
 
     # -- building URLs ------------------------------------------------------------
@@ -269,3 +295,85 @@ def _quote_part(part: str) -> str:
         if part
         else part
     )
+
+
+# A name, its digest (None: no file), its key in the shared cache and the
+# files the digest was computed from.
+_Hashed = tuple[str, "str | None", str, "tuple[Dependency, ...]"]
+
+
+def _can_fork() -> bool:
+    """
+    Whether this process may fork worker processes: on a POSIX system, with
+    no other thread running (a thread holding a lock at fork() would leave
+    that lock held in the child forever).
+    """
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _in_processes(
+    chunks: list[list[str]],
+    hash_chunk: Callable[[list[str], bool], list[_Hashed]],
+    store: Callable[[list[_Hashed]], None],
+    progress: Callable[[int], None] | None,
+) -> None:
+    """
+    ``hash_chunk`` each chunk, the first in this process and each other in
+    a forked child, and ``store`` the results here: the children only read
+    and hash files (no cache, no database) and hand their results back
+    through an anonymous temporary file. A chunk whose child failed is
+    hashed here.
+    """
+    with contextlib.ExitStack() as outputs:
+        children: list[tuple[int, IO[bytes], list[str]]] = []
+        try:
+            mine = chunks[0]
+            for chunk in chunks[1:]:
+                file: IO[bytes] = outputs.enter_context(tempfile.TemporaryFile())
+                try:
+                    pid = os.fork()
+                except OSError:  # no more processes: hashed here instead
+                    mine = mine + chunk
+                    continue
+                if pid == 0:  # pragma: no cover (the child; its coverage is lost)
+                    _child(hash_chunk, chunk, file)
+                children.append((pid, file, chunk))
+            store(hash_chunk(mine, True))
+        finally:
+            # Reaped whatever happens here; their results are read only if
+            # this process's own share went well.
+            statuses = [os.waitpid(pid, 0)[1] for pid, _output, _chunk in children]
+        for (_pid, output, chunk), status in zip(children, statuses, strict=True):
+            results = _child_results(status, output)
+            if results is None:
+                store(hash_chunk(chunk, True))
+                continue
+            if progress is not None:
+                progress(len(chunk))
+            store(results)
+
+
+def _child(
+    hash_chunk: Callable[[list[str], bool], list[_Hashed]],
+    chunk: list[str],
+    output: IO[bytes],
+) -> NoReturn:  # pragma: no cover (runs in the child, whose coverage is lost)
+    status = 1
+    try:
+        pickle.dump(hash_chunk(chunk, False), output, pickle.HIGHEST_PROTOCOL)
+        output.flush()
+        status = 0
+    finally:
+        # Never back into the caller: no atexit, no cleanup of what the
+        # parent still uses (cache and database connections, temp files).
+        os._exit(status)
+
+
+def _child_results(status: int, output: IO[bytes]) -> list[_Hashed] | None:
+    """What a child that exited with ``status`` wrote; None if it failed."""
+    if status != 0:
+        return None
+    output.seek(0)
+    # Written by this very program's child into a file with no name.
+    results: list[_Hashed] = pickle.load(output)  # noqa: S301
+    return results

@@ -56,7 +56,8 @@ class Command(BaseCommand):
             "--workers",
             type=int,
             default=None,
-            help="Hashing threads (default: one per CPU core).",
+            help="Hashing workers (default: one per CPU core): processes for "
+            "many files where the system allows, else threads.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -86,10 +87,10 @@ class Command(BaseCommand):
                 self.stdout.write(
                     "Rotated the hash generation: every hash is recomputed on next use."
                 )
-        listed: dict[str, str | None] = {}
+        listed = locations.Listing()
         if options["all"] or (options["json"] and not names):
-            listed = locations.all_files(storage)
-            names = [*names, *listed]
+            listed = locations.list_files(storage)
+            names = [*names, *listed.paths]
         elif not names:
             if options["rotate"]:
                 return
@@ -103,11 +104,19 @@ class Command(BaseCommand):
         if options["all"] and not options["json"]:
             # A warm-up: the hashes go to the cache, no URL is printed.
             urls = storage.hash_names(
-                names, workers=options["workers"], progress=progress, paths=listed
+                names,
+                workers=options["workers"],
+                progress=progress,
+                paths=listed.paths,
+                inodes=listed.inodes,
             )
         else:
             urls = storage.urls(
-                names, workers=options["workers"], progress=progress, paths=listed
+                names,
+                workers=options["workers"],
+                progress=progress,
+                paths=listed.paths,
+                inodes=listed.inodes,
             )
         elapsed = time.perf_counter() - started
         missing = [name for name, url in urls.items() if url is None]
