@@ -319,7 +319,19 @@ def render(table: Table, names: list[str], collected: Path, rounds: int) -> None
     )
 
 
+# `hashstatic --all`, on every core, against one thread reading and hashing.
+HASH_ALL_GOAL_RAW_RATIO = 1.0
+
+
+def raw_ratio(fresh: float, raw: float) -> str:
+    ratio = fresh / raw
+    met = "met" if ratio <= HASH_ALL_GOAL_RAW_RATIO else "missed"
+    return f"{ratio:.2f}× raw (goal ≤ {HASH_ALL_GOAL_RAW_RATIO:.1f}×: {met})"
+
+
 def raw_hash(source: Path) -> float:
+    """One thread listing the tree, reading and SHA-256ing every file."""
+
     def run() -> None:
         for path in source.rglob("*"):
             if path.is_file():
@@ -359,7 +371,7 @@ def cold(table: Table, source: Path, collected: Path, rounds: int, quick: bool) 
         "cold: hash every file (`hashstatic --all`)",
         fmt_seconds(fresh),
         f"raw read + SHA-256 {fmt_seconds(raw)}",
-        f"{fresh / raw:.2f}× raw",
+        raw_ratio(fresh, raw),
     )
     manifest = collectstatic(
         "django.contrib.staticfiles.storage.ManifestStaticFilesStorage", collected
@@ -540,10 +552,10 @@ def scaling(table: Table, sizes: list[int], workdir: Path, rounds: int) -> None:
                 storage.url(name)
             warm = per_call_ns(storage.url, names[:100], rounds)
         table.add(
-            f"scaling, {files:,} files: cold / warm",
+            f"scaling, {files:,} files: `hashstatic --all` / warm `url()`",
             f"{fmt_seconds(fresh)} / {warm:.0f} ns",
-            f"raw {fmt_seconds(raw)}",
-            f"{fresh / raw:.2f}× raw",
+            f"raw read + SHA-256 {fmt_seconds(raw)}",
+            raw_ratio(fresh, raw),
         )
         shutil.rmtree(source)
 
@@ -632,7 +644,7 @@ def main() -> None:
             )
             scaling(
                 table,
-                [20, 40] if args.quick else [1000, 5000, 20000],
+                [20, 40] if args.quick else [1000, 2000, 5000, 20000],
                 workdir,
                 max(1, args.rounds // 2),
             )
