@@ -20,7 +20,7 @@ import freshstatic
 import freshstatic.storage
 from freshstatic import locations
 from freshstatic.storage import FreshStaticFilesStorage, FreshStaticMixin
-from tests.utils import StaticTree, run_python, sha
+from tests.utils import RedisServer, StaticTree, run_python, sha
 
 APP_CSS = Path(__file__).parent / "testapp" / "static" / "testapp" / "css" / "app.css"
 
@@ -461,7 +461,7 @@ def expected_digests(files: dict[str, bytes]) -> dict[str, str]:
 # hash_names() forks only in a process with no other thread, which a test
 # session is not once a test has left one: run it in a fresh process.
 HASH_IN_PROCESSES = """
-import json, os, pickle, sys
+import json, os, pickle, sys, threading
 import django
 django.setup()
 import freshstatic.storage
@@ -505,6 +505,7 @@ state = storage.hash_cache.refresh()
 keys = {storage.served_files.shared_key(name, False): name for name in digests}
 cached = storage.hash_cache.get_many(state, keys)
 print(json.dumps({
+    "threads": threading.active_count(),
     "children": len(children),
     "digests": digests,
     "done": sum(done),
@@ -513,17 +514,19 @@ print(json.dumps({
 """
 
 
-def hash_in_processes(static_tree: StaticTree, mode: str) -> dict[str, Any]:
+def hash_in_processes(static_tree: StaticTree, mode: str, **env: str) -> dict[str, Any]:
     result = run_python(
         ["-c", HASH_IN_PROCESSES, mode],
         DJANGO_SETTINGS_MODULE="tests.settings",
         FRESHSTATIC_TEST_STATIC_DIR=str(static_tree.plain),
+        **env,
     )
     assert result.returncode == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
     return report
 
 
+@pytest.mark.subprocess
 def test_hash_names_in_worker_processes(static_tree: StaticTree) -> None:
     files = many_files(static_tree, 40)
     report = hash_in_processes(static_tree, "ok")
@@ -537,6 +540,22 @@ def test_hash_names_in_worker_processes(static_tree: StaticTree) -> None:
     assert {name: cached[name] for name in files} == expected_digests(files)
 
 
+@pytest.mark.redis
+@pytest.mark.subprocess
+def test_worker_processes_start_before_the_redis_listener(
+    static_tree: StaticTree, redis_cache: RedisServer
+) -> None:
+    files = many_files(static_tree, 20)
+    report = hash_in_processes(
+        static_tree, "ok", FRESHSTATIC_TEST_REDIS=redis_cache.url
+    )
+    assert report["threads"] == 2  # this process listens for rotations
+    assert report["children"] == 2
+    cached = report["cached"]  # in Redis
+    assert {name: cached[name] for name in files} == expected_digests(files)
+
+
+@pytest.mark.subprocess
 @pytest.mark.parametrize("mode", ["failing", "refused"])
 def test_a_worker_process_that_fails_or_cannot_start_is_made_up_for(
     static_tree: StaticTree, mode: str

@@ -14,7 +14,7 @@ import os
 import pickle
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -189,7 +189,6 @@ class FreshStaticMixin(_Base):
         """
         known = paths or {}
         listed = inodes or {}
-        state = self.hash_cache.refresh()
         wanted = list(dict.fromkeys(names))
         clean = {name: locations.clean_name(name) for name in wanted}
         todo = [name for name in wanted if clean[name] is not None]
@@ -198,11 +197,11 @@ class FreshStaticMixin(_Base):
             progress(len(wanted) - len(todo))
         files = self.served_files
         release = files.release()
-        generation = state.generation
-
         progress_lock = threading.Lock()
 
-        def hash_chunk(chunk: list[str], report: bool = True) -> list[_Hashed]:
+        def hash_chunk(
+            chunk: list[str], generation: str | None, report: bool
+        ) -> list[_Hashed]:
             results: list[_Hashed] = []
             for name in chunk:
                 version = files.version(
@@ -221,7 +220,7 @@ class FreshStaticMixin(_Base):
                         progress(1)
             return results
 
-        def store(results: list[_Hashed]) -> None:
+        def store(state: State, results: list[_Hashed]) -> None:
             computed = {}
             for name, digest, key, dependencies in results:
                 if digest is not None:
@@ -232,16 +231,32 @@ class FreshStaticMixin(_Base):
         count = max(1, min(workers or os.cpu_count() or 1, len(todo)))
         # One long task per worker keeps the pool's own overhead out of it.
         chunks = [todo[index::count] for index in range(count)]
-        if count == 1:
-            store(hash_chunk(todo))
-        elif len(todo) >= FORK_MIN_NAMES and _can_fork():
-            # Most of the work per file is Python, which threads would take
-            # turns at: worker processes use every core.
-            _in_processes(chunks, hash_chunk, store, progress)
-        else:
-            with ThreadPoolExecutor(max_workers=count) as pool:
-                done = pool.map(hash_chunk, chunks)
-                store([result for results in done for result in results])
+        # Most of the work per file is Python, which threads take turns at:
+        # worker processes use every core. They are forked before the
+        # generation is read, which may start a thread (a Redis listener).
+        forking = count > 1 and len(todo) >= FORK_MIN_NAMES and _can_fork()
+        with _Children(chunks[1:] if forking else [], hash_chunk) as children:
+            # Read before any file is: digests of files read after an
+            # invalidation never go under the generation it replaced.
+            state = self.hash_cache.refresh()
+            children.go(state.generation)
+            if forking:
+                mine = [*chunks[0], *children.unforked]
+                store(state, hash_chunk(mine, state.generation, True))
+                for chunk, results in children.results():
+                    if results is None:  # the child failed: hashed here
+                        results = hash_chunk(chunk, state.generation, True)
+                    elif progress is not None:
+                        progress(len(chunk))
+                    store(state, results)
+            elif count == 1:
+                store(state, hash_chunk(todo, state.generation, True))
+            else:
+                with ThreadPoolExecutor(max_workers=count) as pool:
+                    done = pool.map(
+                        lambda chunk: hash_chunk(chunk, state.generation, True), chunks
+                    )
+                    store(state, [result for results in done for result in results])
         return digests
 
     # -- building URLs ------------------------------------------------------------
@@ -311,58 +326,88 @@ def _can_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
-def _in_processes(
-    chunks: list[list[str]],
-    hash_chunk: Callable[[list[str], bool], list[_Hashed]],
-    store: Callable[[list[_Hashed]], None],
-    progress: Callable[[int], None] | None,
-) -> None:
+_HashChunk = Callable[[list[str], "str | None", bool], list[_Hashed]]
+
+
+class _Children:
     """
-    ``hash_chunk`` each chunk, the first in this process and each other in
-    a forked child, and ``store`` the results here: the children only read
-    and hash files (no cache, no database) and hand their results back
-    through an anonymous temporary file. A chunk whose child failed is
-    hashed here.
+    Forked worker processes, each waiting for the generation (``go()``)
+    before it reads a file, then hashing its chunk. They only read and hash
+    files (no cache, no database) and hand their results back through an
+    anonymous temporary file.
     """
-    with contextlib.ExitStack() as outputs:
-        children: list[tuple[int, IO[bytes], list[str]]] = []
-        try:
-            mine = chunks[0]
-            for chunk in chunks[1:]:
-                file: IO[bytes] = outputs.enter_context(tempfile.TemporaryFile())
-                try:
-                    pid = os.fork()
-                except OSError:  # no more processes: hashed here instead
-                    mine = mine + chunk
-                    continue
-                if pid == 0:  # pragma: no cover (the child; its coverage is lost)
-                    _child(hash_chunk, chunk, file)
-                children.append((pid, file, chunk))
-            store(hash_chunk(mine, True))
-        finally:
-            # Reaped whatever happens here; their results are read only if
-            # this process's own share went well.
-            statuses = [os.waitpid(pid, 0)[1] for pid, _output, _chunk in children]
-        for (_pid, output, chunk), status in zip(children, statuses, strict=True):
-            results = _child_results(status, output)
-            if results is None:
-                store(hash_chunk(chunk, True))
+
+    def __init__(self, chunks: list[list[str]], hash_chunk: _HashChunk) -> None:
+        self.unforked: list[str] = []  # chunks no process could be made for
+        # Each child's pid, the pipe it waits on, its output and its chunk.
+        self._children: list[tuple[int, int, IO[bytes], list[str]]] = []
+        self._outputs = contextlib.ExitStack()
+        self._told = False
+        for chunk in chunks:
+            output: IO[bytes] = self._outputs.enter_context(
+                tempfile.TemporaryFile()  # noqa: SIM115 (closed by the stack)
+            )
+            reader, writer = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError:  # no more processes: hashed here instead
+                os.close(reader)
+                os.close(writer)
+                self.unforked += chunk
                 continue
-            if progress is not None:
-                progress(len(chunk))
-            store(results)
+            if pid == 0:  # pragma: no cover (the child; its coverage is lost)
+                # Only the parent may hold a pipe's writing end: a child reads
+                # its own until the parent closes it.
+                for _pid, other, _output, _chunk in self._children:
+                    os.close(other)
+                os.close(writer)
+                _child(hash_chunk, chunk, reader, output)
+            os.close(reader)
+            self._children.append((pid, writer, output, chunk))
+
+    def __enter__(self) -> _Children:
+        return self
+
+    def go(self, generation: str | None) -> None:
+        """Let every child start hashing, under ``generation``."""
+        message = pickle.dumps(generation)
+        self._told = True
+        for _pid, writer, _output, _chunk in self._children:
+            try:
+                os.write(writer, message)
+            finally:
+                os.close(writer)
+
+    def results(self) -> Iterator[tuple[list[str], list[_Hashed] | None]]:
+        """Each child's chunk and results (None if it failed), once it exits."""
+        children, self._children = self._children, []
+        for pid, _writer, output, chunk in children:
+            _pid, status = os.waitpid(pid, 0)
+            yield chunk, _child_results(status, output)
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Children left only after a failure here: one never told to go
+        # reads the end of its pipe and exits; each is reaped.
+        for pid, writer, _output, _chunk in self._children:
+            if not self._told:
+                os.close(writer)
+            os.waitpid(pid, 0)
+        self._outputs.close()
 
 
 def _child(
-    hash_chunk: Callable[[list[str], bool], list[_Hashed]],
-    chunk: list[str],
-    output: IO[bytes],
+    hash_chunk: _HashChunk, chunk: list[str], reader: int, output: IO[bytes]
 ) -> NoReturn:  # pragma: no cover (runs in the child, whose coverage is lost)
     status = 1
     try:
-        pickle.dump(hash_chunk(chunk, False), output, pickle.HIGHEST_PROTOCOL)
-        output.flush()
-        status = 0
+        with os.fdopen(reader, "rb") as pipe:
+            message = pipe.read()
+        if message:  # else the parent gave up before sending it
+            # From this very program's parent process.
+            generation = pickle.loads(message)  # noqa: S301
+            pickle.dump(hash_chunk(chunk, generation, False), output)
+            output.flush()
+            status = 0
     finally:
         # Never back into the caller: no atexit, no cleanup of what the
         # parent still uses (cache and database connections, temp files).
