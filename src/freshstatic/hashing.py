@@ -15,14 +15,22 @@ def hash_stream(
 ) -> str:
     """
     Return the hex digest of everything left in ``stream``, read in chunks.
-    ``size``: how many bytes are expected, if known (a file's size), so that
-    a small file is read in one chunk of its own size, not a megabyte's.
+    ``size``: the size of the regular file ``stream`` reads, if known, so
+    that a small file is read in one chunk of its own size, not a
+    megabyte's, and a short read is taken for its end (as it is for a
+    regular file) instead of reading once more to find it.
     """
     hasher = hashlib.new(algorithm)
     read = stream.read
-    chunk_bytes = CHUNK_BYTES if size is None else max(1, min(CHUNK_BYTES, size + 1))
+    if size is None:
+        while chunk := read(CHUNK_BYTES):
+            hasher.update(chunk)
+        return hasher.hexdigest()
+    chunk_bytes = max(1, min(CHUNK_BYTES, size + 1))
     while chunk := read(chunk_bytes):
         hasher.update(chunk)
+        if len(chunk) < chunk_bytes:
+            break
     return hasher.hexdigest()
 
 

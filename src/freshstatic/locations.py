@@ -213,7 +213,8 @@ def open_listed(path: str, inode: Inode) -> IO[bytes] | None:
         )
     finally:
         os.close(handle)
-    return os.fdopen(descriptor, "rb")
+    # Unbuffered: each read() is one system call, straight into the bytes.
+    return os.fdopen(descriptor, "rb", buffering=0)
 
 
 def first_match(name: str) -> str | None:
